@@ -1,0 +1,130 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Python API: classify given masks of an image with any vocabulary."""
+import os.path as osp
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Union
+
+import mmcv
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from mmdet.registry import MODELS
+
+ImageType = Union[str, np.ndarray]
+
+
+@dataclass
+class MaskClassification:
+    """Result of :func:`classify_masks` for one image.
+
+    Attributes:
+        probs (np.ndarray): ``(M, C)`` softmax over the vocabulary.
+        labels (np.ndarray): ``(M,)`` index of the best class of each mask.
+        scores (np.ndarray): ``(M,)`` probability of that class.
+        class_names (list[str]): the vocabulary, in column order.
+    """
+    probs: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    class_names: List[str]
+
+    def names(self) -> List[str]:
+        """The predicted class name of each mask."""
+        return [self.class_names[i] for i in self.labels]
+
+
+def init_mask_classifier(config: Union[str, Config],
+                         device: str = 'cpu',
+                         cfg_options: Optional[dict] = None) -> torch.nn.Module:
+    """Build a training-free mask classifier from a config file.
+
+    Args:
+        config (str | Config): e.g.
+            ``configs/maskclip/maskclip-wo-rma_vit-l-14-336_mask-classification.py``.
+        device (str): ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
+        cfg_options (dict, optional): overrides, as ``--cfg-options`` does
+            (e.g. ``{'model.clip.pretrained': '/path/to/ViT-L-14-336px.pt'}``).
+
+    Returns:
+        nn.Module: the model, in eval mode on ``device``.
+    """
+    import mmmaskclip  # noqa: F401  (registers the modules)
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    return MODELS.build(cfg.model).to(device).eval()
+
+
+def load_image(image: ImageType) -> np.ndarray:
+    """An image path or array -> RGB uint8 ``(H, W, 3)``."""
+    if isinstance(image, str):
+        if not osp.isfile(image):
+            raise FileNotFoundError(f'Image not found: {image}')
+        return mmcv.imread(image, channel_order='rgb')
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError('Images must be RGB uint8 arrays (H, W, 3), got '
+                         f'{image.dtype} {image.shape}.')
+    return image
+
+
+def load_masks(masks: Union[str, np.ndarray, torch.Tensor]) -> np.ndarray:
+    """Masks from a file or array -> bool ``(M, H, W)``.
+
+    Files: a ``.npy``/``.npz`` of ``(M, H, W)`` masks or logits (> 0 is
+    inside), or a label-map image (PNG) where every value except 0 is one
+    mask (0 = unlabelled); a COCO-panoptic RGB PNG is read as ids
+    ``R + 256 G + 256² B``.
+    """
+    if isinstance(masks, str):
+        if not osp.isfile(masks):
+            raise FileNotFoundError(f'Mask file not found: {masks}')
+        if masks.endswith(('.npy', '.npz')):
+            data = np.load(masks)
+            arr = data[data.files[0]] if isinstance(data, np.lib.npyio.NpzFile) else data
+            masks = arr
+        else:
+            label = mmcv.imread(masks, flag='unchanged', channel_order='rgb')
+            if label.ndim == 3:
+                label = label[..., :3].astype(np.int64)
+                label = label[..., 0] + 256 * label[..., 1] + 65536 * label[..., 2]
+            ids = [i for i in np.unique(label) if i != 0]
+            return np.stack([label == i for i in ids]) if ids else np.zeros(
+                (0, *label.shape), dtype=bool)
+    arr = masks.cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+    if arr.ndim != 3:
+        raise ValueError(f'Masks must be (M, H, W), got shape {arr.shape}.')
+    return arr > 0 if arr.dtype != bool else arr
+
+
+@torch.no_grad()
+def classify_masks(model: torch.nn.Module, image: ImageType,
+                   masks: Union[str, np.ndarray, torch.Tensor],
+                   class_names: Sequence[str]) -> MaskClassification:
+    """Classify the masks of one image against ``class_names``.
+
+    Args:
+        model (nn.Module): from :func:`init_mask_classifier`.
+        image (str | np.ndarray): path, or RGB uint8 ``(H, W, 3)``.
+        masks (str | np.ndarray | Tensor): ``(M, H', W')`` masks (any
+            resolution; bool, 0/1 or logits) or a file, see
+            :func:`load_masks`.
+        class_names (Sequence[str]): the vocabulary; commas join synonyms.
+
+    Returns:
+        MaskClassification: per-mask probabilities, labels and scores.
+    """
+    if isinstance(class_names, str):
+        raise TypeError('class_names must be a list of names, not one string.')
+    rgb = load_image(image)
+    binary = load_masks(masks)
+    logits_in = torch.from_numpy(binary.astype(np.float32) * 2 - 1).to(model.device)
+    logits = model(model.preprocess(rgb), logits_in[None], list(class_names))[0]
+    probs = logits.float().softmax(dim=-1).cpu().numpy()
+    labels = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+    scores = probs[np.arange(len(probs)), labels] if len(probs) else np.zeros(0)
+    return MaskClassification(probs=probs, labels=labels, scores=scores,
+                              class_names=list(class_names))

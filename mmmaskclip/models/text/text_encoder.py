@@ -1,0 +1,255 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Frozen CLIP text tower that embeds an open vocabulary of class names."""
+import copy
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmdet.registry import MODELS
+from mmdet.utils import OptMultiConfig
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from ..clip_loader import build_clip_model, clip_tokenizer, freeze
+from .templates import TemplatesType, resolve_templates
+
+
+def text_only_clip(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """Return ``model`` without its image tower (``visual`` set to None).
+
+    Args:
+        model (nn.Module): An open_clip ``CLIP``/``CustomTextCLIP``.
+        inplace (bool): Drop ``model.visual`` from ``model`` itself. Otherwise
+            return a copy of the text tower only (the image tower is never
+            copied) and leave ``model`` untouched, so that a model owned by
+            the caller (e.g. shared with an image backbone) is neither
+            stripped, frozen, nor moved by the text encoder. Defaults to
+            False.
+
+    Returns:
+        nn.Module: A module whose ``encode_text`` works as ``model``'s.
+    """
+    if not inplace:
+        text = copy.copy(model)
+        # copy.copy shares the registries: give the copy its own ones, without
+        # the image tower, then copy the text weights.
+        for attr in ('_modules', '_parameters', '_buffers',
+                     '_non_persistent_buffers_set'):
+            text.__dict__[attr] = copy.copy(model.__dict__[attr])
+        text._modules.pop('visual', None)
+        model = copy.deepcopy(text)
+    model._modules['visual'] = None  # frees the tower when inplace
+    return model
+
+
+@MODELS.register_module()
+class MaskCLIPTextEncoder(BaseModule):
+    """Frozen CLIP text encoder producing one embedding per class name.
+
+    The text tower of an open_clip model is kept (the image tower is dropped)
+    and frozen; it always stays in eval mode. Class names are turned into
+    prompts with templates and encoded into L2-normalised class embeddings,
+    cached per vocabulary.
+
+    Embedding rule. A class name may list comma-separated synonyms
+    (``'wall, brick wall'``); they are split, stripped, and empty pieces are
+    dropped. For a synonym ``s`` and a template ``t``::
+
+        e(s, t) = normalize(encode_text(tokenize(t.format(s))))
+        e(s)    = normalize(mean_t e(s, t))    # template ensemble
+        e(c)    = normalize(mean_s e(s))       # synonym ensemble of class c
+
+    With one template and no synonyms, ``e(c)`` is exactly open_clip's
+    ``encode_text(tokenize(name), normalize=True)``.
+
+    Args:
+        clip (dict | nn.Module): An open_clip model, or a config understood
+            by :func:`~mmmaskclip.models.clip_loader.build_clip_model`, e.g.
+            ``dict(name='ViT-L-14-336', pretrained='openai')``. A model passed
+            in is left untouched: its text tower is copied (see
+            :func:`text_only_clip`).
+        templates (str | Sequence[str] | None): Prompt templates: None or
+            ``'{}'`` (raw class name), a string with ``{}``, a list of such
+            strings, or a named set ``'vild'`` (14) / ``'imagenet'`` (80).
+            Defaults to None.
+        cache_size (int): Number of vocabularies whose embeddings are kept in
+            an LRU cache; 0 disables caching. Defaults to 16.
+        batch_size (int): Prompts encoded per text-tower call. Defaults to
+            256.
+        init_cfg (dict | list[dict], optional): Initialization config.
+            Defaults to None.
+    """
+
+    def __init__(self,
+                 clip: Union[dict, nn.Module],
+                 templates: TemplatesType = None,
+                 cache_size: int = 16,
+                 batch_size: int = 256,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(f'cache_size must be an int >= 0, got {cache_size!r}.')
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f'batch_size must be an int >= 1, got {batch_size!r}.')
+        self.templates: Tuple[str, ...] = resolve_templates(templates)
+        self.cache_size = cache_size
+        self.batch_size = batch_size
+
+        if isinstance(clip, nn.Module):  # copy first: leave the caller's alone
+            model = build_clip_model(text_only_clip(clip))
+        else:
+            model = text_only_clip(build_clip_model(clip), inplace=True)
+        self.tokenizer = clip_tokenizer(clip, model)
+        self.clip = freeze(model)
+        self._cache: 'OrderedDict[Tuple[str, ...], Tensor]' = OrderedDict()
+        self._cache_key: Optional[Tuple[torch.device, torch.dtype]] = None
+        self._embed_dim = self._encode_prompts(['']).shape[-1]
+
+    @property
+    def embed_dim(self) -> int:
+        """int: Dimension E of the joint image-text embedding space."""
+        return self._embed_dim
+
+    @property
+    def device(self) -> torch.device:
+        """torch.device: Where the text tower's weights are."""
+        return next(self.clip.parameters()).device
+
+    def train(self, mode: bool = True) -> 'MaskCLIPTextEncoder':
+        """Keep the frozen text tower in eval mode whatever ``mode`` is."""
+        return super().train(False)
+
+    def clear_cache(self) -> None:
+        """Forget every cached vocabulary embedding."""
+        self._cache.clear()
+        self._cache_key = None
+
+    @staticmethod
+    def split_synonyms(class_names: Sequence[str]) -> List[List[str]]:
+        """Validate a vocabulary and split each name into its synonyms.
+
+        Args:
+            class_names (Sequence[str]): C class names, each possibly holding
+                comma-separated synonyms.
+
+        Returns:
+            list[list[str]]: For each class, its non-empty stripped synonyms.
+
+        Raises:
+            TypeError: ``class_names`` is a bare string or not a sequence, or
+                an entry is not a string.
+            ValueError: The vocabulary is empty, or an entry has no synonym
+                left after splitting and stripping.
+        """
+        if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+            raise TypeError('class_names must be a sequence of str (a list of '
+                            f'class names), got {type(class_names).__name__}: '
+                            f'{class_names!r}.')
+        if len(class_names) == 0:
+            raise ValueError('class_names is empty: the vocabulary needs at '
+                             'least one class name.')
+        synonyms = []
+        for i, name in enumerate(class_names):
+            if not isinstance(name, str):
+                raise TypeError(f'class_names[{i}] must be a str, got '
+                                f'{type(name).__name__}: {name!r}.')
+            parts = [part.strip() for part in name.split(',')]
+            parts = [part for part in parts if part]
+            if not parts:
+                raise ValueError(f'class_names[{i}] ({name!r}) holds no class '
+                                 'name after splitting on commas and stripping.')
+            synonyms.append(parts)
+        return synonyms
+
+    def _encode_prompts(self, prompts: List[str]) -> Tensor:
+        """Encode prompts in chunks of ``batch_size``.
+
+        Args:
+            prompts (list[str]): N prompts.
+
+        Returns:
+            Tensor: N x E L2-normalised float32 prompt embeddings.
+        """
+        device = self.device
+        embeds = []
+        # Embeddings are cached, so keep them independent of any autocast
+        # context of the caller: compute in the tower's own dtype.
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            for start in range(0, len(prompts), self.batch_size):
+                tokens = self.tokenizer(prompts[start:start + self.batch_size])
+                feats = self.clip.encode_text(tokens.to(device))
+                embeds.append(F.normalize(feats.float(), dim=-1))
+        return torch.cat(embeds)
+
+    def encode(self, class_names: Sequence[str]) -> Tensor:
+        """Embed a vocabulary without looking at the cache.
+
+        Args:
+            class_names (Sequence[str]): C class names (see
+                :meth:`split_synonyms`).
+
+        Returns:
+            Tensor: C x E L2-normalised float32 class embeddings.
+        """
+        return self._encode_synonyms(self.split_synonyms(class_names))
+
+    def _encode_synonyms(self, synonyms: List[List[str]]) -> Tensor:
+        """Embed C classes given as lists of synonyms (see :meth:`encode`)."""
+        # Encode each distinct synonym once even if several classes share it.
+        unique: Dict[str, int] = {}
+        for parts in synonyms:
+            for part in parts:
+                unique.setdefault(part, len(unique))
+        num_templates = len(self.templates)
+        prompts = [t.format(s) for s in unique for t in self.templates]
+        embeds = self._encode_prompts(prompts)  # (S * T) x E
+        embeds = embeds.view(len(unique), num_templates, -1)
+        syn_embeds = F.normalize(embeds.mean(dim=1), dim=-1)  # S x E
+
+        index = torch.tensor([unique[p] for parts in synonyms for p in parts],
+                             device=syn_embeds.device)
+        owner = torch.tensor([c for c, parts in enumerate(synonyms) for _ in parts],
+                             device=syn_embeds.device)
+        class_embeds = syn_embeds.new_zeros(len(synonyms), syn_embeds.shape[-1])
+        class_embeds.index_add_(0, owner, syn_embeds[index])
+        # normalize(sum_s e(s)) == normalize(mean_s e(s))
+        return F.normalize(class_embeds, dim=-1)
+
+    def forward(self, class_names: Sequence[str]) -> Tensor:
+        """Embed a vocabulary, using the LRU cache.
+
+        Args:
+            class_names (Sequence[str]): C class names; commas separate
+                synonyms of one class, e.g. ``['person', 'wall, brick wall']``.
+
+        Returns:
+            Tensor: C x E L2-normalised float32 class embeddings on the text
+            tower's device (a fresh tensor; the cached copy is not exposed).
+
+        Raises:
+            TypeError | ValueError: A malformed vocabulary; the message names
+                the offending entry (see :meth:`split_synonyms`).
+        """
+        synonyms = self.split_synonyms(class_names)
+        if self.cache_size == 0:
+            return self._encode_synonyms(synonyms)
+        param = next(self.clip.parameters())
+        state = (param.device, param.dtype)
+        if state != self._cache_key:  # moved to another device or dtype
+            self._cache.clear()
+            self._cache_key = state
+        key = tuple(class_names)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key].clone()
+        embeds = self._encode_synonyms(synonyms)
+        self._cache[key] = embeds
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return embeds.clone()
+
+    def extra_repr(self) -> str:
+        return (f'templates={len(self.templates)}, embed_dim={self.embed_dim}, '
+                f'cache_size={self.cache_size}, batch_size={self.batch_size}')

@@ -1,0 +1,41 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Shared fixtures: tiny open_clip models with random weights (no network)."""
+import pytest
+import torch
+
+TEXT_CFG = dict(context_length=77, vocab_size=49408, width=64, heads=4, layers=2)
+
+
+def tiny_clip_cfg(patch_size: int = 16, image_size: int = 64, layers: int = 3,
+                  width: int = 64, embed_dim: int = 32) -> dict:
+    """``open_clip.CLIP`` kwargs of a tiny ViT CLIP (random weights)."""
+    return dict(
+        embed_dim=embed_dim,
+        vision_cfg=dict(image_size=image_size, layers=layers, width=width,
+                        patch_size=patch_size, head_width=16),
+        text_cfg=dict(TEXT_CFG))
+
+
+def make_tiny_clip(seed: int = 0, **kwargs):
+    """A tiny open_clip ``CLIP`` in eval mode, deterministic for ``seed``."""
+    import open_clip
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**tiny_clip_cfg(**kwargs)).eval()
+    # Random init leaves some LayerNorms at identity; perturb every parameter
+    # so that tests exercise all weights.
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.02 * torch.randn_like(param))
+    return model
+
+
+@pytest.fixture(scope='session')
+def tiny_clip():
+    """Patch-16, 64-pixel tiny CLIP shared by the test session (do not mutate)."""
+    return make_tiny_clip()
+
+
+@pytest.fixture(scope='session')
+def tiny_clip_p14():
+    """Patch-14, 56-pixel tiny CLIP (a ViT-L/14-like patch size)."""
+    return make_tiny_clip(seed=1, patch_size=14, image_size=56)

@@ -1,0 +1,311 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""MaskCLIPTextEncoder against open_clip's own ``encode_text`` (tiny CLIP)."""
+import math
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_tiny_clip, tiny_clip_cfg
+
+from mmmaskclip.models.clip_loader import CLIPWeightsNotFoundError
+from mmmaskclip.models.text import MaskCLIPTextEncoder, resolve_templates
+
+VILD = [
+    'a photo of a {}.', 'This is a photo of a {}', 'There is a {} in the scene',
+    'There is the {} in the scene', 'a photo of a {} in the scene',
+    'a photo of a small {}.', 'a photo of a medium {}.', 'a photo of a large {}.',
+    'This is a photo of a small {}.', 'This is a photo of a medium {}.',
+    'This is a photo of a large {}.', 'There is a small {} in the scene.',
+    'There is a medium {} in the scene.', 'There is a large {} in the scene.'
+]
+
+
+@pytest.fixture(scope='module')
+def clip_model():
+    """This module's own tiny CLIP (encoders must leave it untouched)."""
+    return make_tiny_clip(seed=2)
+
+
+@pytest.fixture(scope='module')
+def tokenizer(clip_model):
+    import open_clip
+    return open_clip.SimpleTokenizer(context_length=clip_model.context_length)
+
+
+def reference(model, tokenizer, prompts):
+    """open_clip's own normalised text embeddings, P x E."""
+    with torch.no_grad():
+        return model.encode_text(tokenizer(list(prompts)), normalize=True)
+
+
+def hand_embedding(model, tokenizer, synonyms, templates):
+    """normalize(mean_s normalize(mean_t e(s, t))), written out directly."""
+    per_synonym = []
+    for s in synonyms:
+        e = reference(model, tokenizer, [t.format(s) for t in templates])
+        per_synonym.append(F.normalize(e.mean(0), dim=-1))
+    return F.normalize(torch.stack(per_synonym).mean(0), dim=-1)
+
+
+def count_calls(monkeypatch, encoder):
+    """Record the batch size of every ``encode_text`` call of ``encoder``."""
+    calls = []
+    original = encoder.clip.encode_text
+
+    def encode_text(tokens, *args, **kwargs):
+        calls.append(tokens.shape[0])
+        return original(tokens, *args, **kwargs)
+
+    monkeypatch.setattr(encoder.clip, 'encode_text', encode_text)
+    return calls
+
+
+@pytest.mark.parametrize('template', [None, '{}', 'a photo of a {}.'])
+def test_single_template_matches_open_clip(clip_model, tokenizer, template):
+    names = ['cat', 'traffic light', 'sky']
+    encoder = MaskCLIPTextEncoder(clip_model, templates=template)
+    out = encoder(names)
+    prompts = [(template or '{}').format(n) for n in names]
+    expected = reference(clip_model, tokenizer, prompts)
+    assert out.shape == (3, encoder.embed_dim) == (3, 32)
+    assert out.dtype == torch.float32 and not out.requires_grad
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.norm(dim=-1), torch.ones(3))
+
+
+def test_synonyms_and_template_list(clip_model, tokenizer):
+    templates = ['a photo of a {}.', 'There is a {} in the scene']
+    encoder = MaskCLIPTextEncoder(clip_model, templates=templates)
+    out = encoder(['wall, brick wall', 'sky', ' ,tree ,, '])
+    expected = torch.stack([
+        hand_embedding(clip_model, tokenizer, ['wall', 'brick wall'], templates),
+        hand_embedding(clip_model, tokenizer, ['sky'], templates),
+        hand_embedding(clip_model, tokenizer, ['tree'], templates)
+    ])
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    # the synonym really counts: 'wall' alone is a different embedding
+    wall = hand_embedding(clip_model, tokenizer, ['wall'], templates)
+    assert (out[0] - wall).abs().max() > 1e-3
+
+
+def test_vild_ensemble_and_batching(clip_model, tokenizer, monkeypatch):
+    names = ['cat', 'dining table, table']
+    encoder = MaskCLIPTextEncoder(clip_model, templates='vild', batch_size=5)
+    assert list(encoder.templates) == VILD
+    calls = count_calls(monkeypatch, encoder)
+    out = encoder(names)
+    # 3 synonyms x 14 templates = 42 prompts, in chunks of 5
+    assert calls == [5] * 8 + [2]
+    expected = torch.stack([
+        hand_embedding(clip_model, tokenizer, ['cat'], VILD),
+        hand_embedding(clip_model, tokenizer, ['dining table', 'table'], VILD)
+    ])
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    # and the ensemble differs from any single template
+    single = reference(clip_model, tokenizer, ['a photo of a cat.'])[0]
+    assert (out[0] - single).abs().max() > 1e-3
+
+
+def test_shared_synonyms_are_encoded_once(clip_model, tokenizer, monkeypatch):
+    encoder = MaskCLIPTextEncoder(clip_model, templates=VILD[:2])
+    calls = count_calls(monkeypatch, encoder)
+    out = encoder(['cat', 'cat, kitty', 'cat'])
+    assert calls == [2 * 2]  # 'cat' and 'kitty', two templates each
+    torch.testing.assert_close(out[0], out[2])
+    expected = hand_embedding(clip_model, tokenizer, ['cat', 'kitty'], VILD[:2])
+    torch.testing.assert_close(out[1], expected, atol=1e-6, rtol=0)
+
+
+def test_named_template_sets():
+    imagenet = resolve_templates('imagenet')
+    assert len(imagenet) == 80 and len(set(imagenet)) == 80
+    assert imagenet[0] == 'a bad photo of a {}.'
+    assert all(t.count('{}') == 1 for t in imagenet)
+    assert list(resolve_templates('vild')) == VILD
+    assert resolve_templates(None) == resolve_templates('{}') == ('{}', )
+    assert resolve_templates([lambda c: f'art of {c}']) == ('art of {}', )
+
+
+def test_imagenet_templates_encode(clip_model, tokenizer):
+    encoder = MaskCLIPTextEncoder(clip_model, templates='imagenet')
+    assert len(encoder.templates) == 80
+    out = encoder(['dog'])
+    expected = hand_embedding(clip_model, tokenizer, ['dog'], encoder.templates)
+    torch.testing.assert_close(out[0], expected, atol=1e-6, rtol=0)
+
+
+def test_cache_hit_and_miss(clip_model, monkeypatch):
+    encoder = MaskCLIPTextEncoder(clip_model)
+    calls = count_calls(monkeypatch, encoder)
+    first = encoder(['cat', 'dog'])
+    assert len(calls) == 1
+    second = encoder(['cat', 'dog'])
+    assert len(calls) == 1  # served from the cache
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+    # callers cannot corrupt the cache through the returned tensor
+    second.zero_()
+    torch.testing.assert_close(encoder(['cat', 'dog']), first, atol=0, rtol=0)
+    assert len(calls) == 1
+    encoder(['dog', 'cat'])  # another vocabulary (order matters)
+    assert len(calls) == 2
+    encoder.clear_cache()
+    encoder(['cat', 'dog'])
+    assert len(calls) == 3
+
+
+def test_cache_lru_eviction(clip_model, monkeypatch):
+    encoder = MaskCLIPTextEncoder(clip_model, cache_size=2)
+    calls = count_calls(monkeypatch, encoder)
+    for vocab, misses in [(['a'], 1), (['b'], 2), (['a'], 2), (['c'], 3),
+                          (['a'], 3), (['b'], 4), (['c'], 5)]:
+        encoder(vocab)
+        assert len(calls) == misses, vocab
+
+
+def test_cache_disabled(clip_model, monkeypatch):
+    encoder = MaskCLIPTextEncoder(clip_model, cache_size=0)
+    calls = count_calls(monkeypatch, encoder)
+    encoder(['cat'])
+    encoder(['cat'])
+    assert len(calls) == 2
+
+
+def test_cache_invalidated_by_dtype(clip_model, monkeypatch):
+    encoder = MaskCLIPTextEncoder(clip_model)
+    calls = count_calls(monkeypatch, encoder)
+    fp32 = encoder(['cat', 'dog'])
+    encoder.to(torch.float64)
+    fp64 = encoder(['cat', 'dog'])
+    assert len(calls) == 2 and fp64.dtype == torch.float32
+    torch.testing.assert_close(fp64, fp32, atol=1e-5, rtol=0)
+    encoder.to(torch.float32)
+    encoder(['cat', 'dog'])
+    assert len(calls) == 3
+    # the caller's model did not move with the encoder
+    assert all(p.dtype == torch.float32 for p in clip_model.parameters())
+
+
+def test_frozen_eval_text_only(clip_model):
+    clip_model.train()
+    try:
+        encoder = MaskCLIPTextEncoder(clip_model)
+        assert clip_model.training  # the caller's model keeps its mode
+    finally:
+        clip_model.eval()
+    params = list(encoder.parameters())
+    assert params and not any(p.requires_grad for p in params)
+    encoder.train()
+    assert not encoder.training
+    assert not any(m.training for m in encoder.modules())
+    # the image tower is not held ...
+    assert encoder.clip.visual is None
+    assert not any(n.startswith('clip.visual') for n, _ in encoder.named_parameters())
+    num_visual = sum(p.numel() for p in clip_model.visual.parameters())
+    num_total = sum(p.numel() for p in clip_model.parameters())
+    assert sum(p.numel() for p in params) == num_total - num_visual
+    # ... and the caller's model is untouched: it keeps its image tower and
+    # trainable weights; the encoder has its own copy of the text weights
+    assert isinstance(clip_model.visual, torch.nn.Module)
+    assert all(p.requires_grad for p in clip_model.parameters())
+    assert (encoder.clip.token_embedding.weight.data_ptr() !=
+            clip_model.token_embedding.weight.data_ptr())
+    torch.testing.assert_close(encoder.clip.token_embedding.weight,
+                               clip_model.token_embedding.weight)
+
+
+def test_load_from_checkpoint_file(clip_model, tmp_path):
+    from mmdet.registry import MODELS
+    path = tmp_path / 'tiny_clip.pth'
+    torch.save(clip_model.state_dict(), path)
+    names = ['wall, brick wall', 'sky']
+    in_memory = MaskCLIPTextEncoder(clip_model, templates='vild')(names)
+    encoder = MODELS.build(dict(
+        type='MaskCLIPTextEncoder', templates='vild',
+        clip=dict(model_cfg=tiny_clip_cfg(), pretrained=str(path))))
+    assert encoder.clip.visual is None
+    assert not any(p.requires_grad for p in encoder.parameters())
+    torch.testing.assert_close(encoder(names), in_memory, atol=1e-6, rtol=0)
+    # without the checkpoint the weights are random: the check above has teeth
+    random_init = MaskCLIPTextEncoder(dict(model_cfg=tiny_clip_cfg()), 'vild')
+    assert (random_init(names) - in_memory).abs().max() > 1e-2
+
+
+def test_offline_tag_raises_helpful_error(monkeypatch, tmp_path):
+    import open_clip
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    try:  # the hub client reads the variable at import time
+        from huggingface_hub import constants
+        monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
+    except ImportError:
+        pass
+    cache_dir = str(tmp_path / 'clip_cache')
+    with pytest.raises(CLIPWeightsNotFoundError) as err:
+        MaskCLIPTextEncoder(dict(name='ViT-B-32', pretrained='openai', cache_dir=cache_dir))
+    cfg = open_clip.get_pretrained_cfg('ViT-B-32', 'openai')
+    message = str(err.value)
+    # what to download: the hub repo (or the URL without a hub entry) ...
+    source = osp.split(cfg['hf_hub'])[0] if cfg.get('hf_hub') else cfg['url']
+    assert source in message
+    assert cache_dir in message  # and where to put it
+    assert 'pretrained=' in message
+
+
+def test_unknown_tag_lists_known_tags():
+    with pytest.raises(CLIPWeightsNotFoundError, match='known tags') as err:
+        MaskCLIPTextEncoder(dict(name='ViT-B-32', pretrained='no-such-tag'))
+    assert 'no-such-tag' in str(err.value) and "'openai'" in str(err.value)
+
+
+def test_bad_vocabulary(clip_model):
+    encoder = MaskCLIPTextEncoder(clip_model)
+    with pytest.raises(ValueError, match='empty'):
+        encoder([])
+    with pytest.raises(TypeError, match=r"class_names\[1\].*int: 3"):
+        encoder(['cat', 3])
+    with pytest.raises(ValueError, match=r"class_names\[2\] \(' , '\)"):
+        encoder(['cat', 'dog', ' , '])
+    with pytest.raises(TypeError, match='sequence of str'):
+        encoder('cat')
+    assert encoder(['cat']).shape == (1, 32)
+
+
+@pytest.mark.parametrize('templates,error,match', [
+    ('nonsense', ValueError, r"Unknown prompt template set 'nonsense'.*imagenet"),
+    ('a {} next to a {}', ValueError, 'exactly one'),
+    ('a {0} photo', ValueError, 'exactly one'),
+    ('a {{}} photo', ValueError, 'exactly one'),
+    (['{}', 'a {} with {'], ValueError, r'templates\[1\]'),
+    ([], ValueError, 'empty'),
+    (['{}', 3], TypeError, r'templates\[1\]'),
+])
+def test_bad_templates(clip_model, templates, error, match):
+    with pytest.raises(error, match=match):
+        MaskCLIPTextEncoder(clip_model, templates=templates)
+
+
+@pytest.mark.parametrize('kwargs', [dict(cache_size=-1), dict(batch_size=0)])
+def test_bad_sizes(clip_model, kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        MaskCLIPTextEncoder(clip_model, **kwargs)
+
+
+def test_embed_dim_follows_projection():
+    encoder = MaskCLIPTextEncoder(make_tiny_clip(seed=3, embed_dim=24))
+    assert encoder.embed_dim == 24
+    assert encoder(['cat']).shape == (1, 24)
+    assert math.isclose(encoder(['cat']).norm().item(), 1.0, rel_tol=1e-6)
+
+
+def test_embeddings_ignore_caller_autocast(clip_model, tokenizer):
+    names = ['cat', 'wall, brick wall']
+    expected = MaskCLIPTextEncoder(clip_model, cache_size=0)(names)
+    encoder = MaskCLIPTextEncoder(clip_model)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        out = encoder(names)  # computed (and cached) in float32 all the same
+        lowp = clip_model.encode_text(tokenizer(['cat']), normalize=True)
+    # autocast would change the embedding noticeably ...
+    assert (lowp.float() - expected[:1]).abs().max() > 1e-4
+    # ... but the encoder's are exact
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)

@@ -1,0 +1,73 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Label the masks of an image with any vocabulary and draw the result.
+
+Example::
+
+    python tools/demo/mask_classification_demo.py demo/scene.png demo/scene_masks.png \
+        --vocab sky grass sun house roof tree --out outputs/scene_labelled.png
+
+Masks come from a label-map PNG (every non-zero value is one mask), a
+COCO-panoptic PNG, or a ``.npy``/``.npz`` of ``(M, H, W)`` masks.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import DictAction
+
+DEFAULT_CONFIG = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs', 'maskclip',
+    'maskclip-wo-rma_vit-l-14-336_mask-classification.py')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('image', help='image file')
+    parser.add_argument('masks', help='label-map PNG, COCO-panoptic PNG, or .npy/.npz masks')
+    parser.add_argument('--vocab', nargs='+', required=True,
+                        help='class names; commas inside one name join synonyms')
+    parser.add_argument('--config', default=DEFAULT_CONFIG,
+                        help='mask-classification config (MaskCLIP w/o RMA or CLIP baseline)')
+    parser.add_argument('--clip-weights', default=None,
+                        help='CLIP weights: local file, open_clip tag or URL (overrides config)')
+    parser.add_argument('--random-weights', action='store_true',
+                        help='random CLIP weights: runs offline, predictions are meaningless')
+    parser.add_argument('--out', default='outputs/mask_classification.png',
+                        help='where to write the picture')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--score-thr', type=float, default=0.0)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='config overrides, key=value (as in mmdet tools)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from mmmaskclip.apis import (classify_masks, draw_mask_classification,
+                                 init_mask_classifier, load_image, load_masks)
+    from mmmaskclip.models import CLIPWeightsNotFoundError
+    options = dict(args.cfg_options)
+    if args.clip_weights:
+        options['model.clip.pretrained'] = args.clip_weights
+    if args.random_weights:
+        options['model.clip.pretrained'] = None
+    try:
+        model = init_mask_classifier(args.config, device=args.device, cfg_options=options)
+    except CLIPWeightsNotFoundError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    image = load_image(args.image)
+    masks = load_masks(args.masks)
+    result = classify_masks(model, image, masks, args.vocab)
+    width = max(len(n) for n in args.vocab)
+    for i, (name, score) in enumerate(zip(result.names(), result.scores)):
+        print(f'mask {i:3d}: {name:<{width}}  {score:.3f}')
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    draw_mask_classification(image, masks, result, out_file=args.out, score_thr=args.score_thr)
+    print(f'wrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
