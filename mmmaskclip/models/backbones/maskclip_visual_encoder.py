@@ -86,6 +86,8 @@ class MaskCLIPVisualEncoder(BaseModule):
             Defaults to ``dict(type='MaskTokenAttention')`` (Eq. 1-2).
         mask_attention_overrides (dict[int, dict], optional): 0-based block
             index -> layer config, e.g. Relative Mask Attention layers.
+            Every layer is built with the CLIP's ``embed_dims`` (width),
+            ``num_heads`` and ``patch_size`` added to its config.
         init_cfg (dict or list[dict], optional): initialisation config.
     """
 
@@ -108,8 +110,11 @@ class MaskCLIPVisualEncoder(BaseModule):
             raise ValueError(f'mask_attention_overrides names blocks {bad}, but this CLIP '
                              f'has blocks 0..{num_blocks - 1}.')
         overrides = {int(i) % num_blocks: cfg for i, cfg in overrides.items()}
+        dims = dict(embed_dims=visual.transformer.width, num_heads=self.num_heads,
+                    patch_size=self.patch_size)
         self.mask_attention = nn.ModuleList(
-            MODELS.build(overrides.get(i, mask_attention)) for i in range(num_blocks))
+            MODELS.build(dict(overrides.get(i, mask_attention), **dims))
+            for i in range(num_blocks))
 
     @property
     def embed_dim(self) -> int:

@@ -14,6 +14,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmdet.registry import MODELS
+from mmdet.utils import OptMultiConfig
 from .attention_mask import mask_token_attention_mask
 
 
@@ -57,10 +58,26 @@ class MaskTokenAttention(BaseModule):
     with CLIP's own attention weights; it attends no mask token (not even
     itself). An empty mask attends the class token only, so outputs stay
     finite.
+
+    Args:
+        embed_dims (int): CLIP width ``W`` (filled in by the encoder).
+        num_heads (int): attention heads ``h`` (filled in by the encoder).
+        patch_size (tuple[int, int]): ViT patch size (filled in likewise).
+        init_cfg (dict or list[dict], optional): initialisation config.
     """
 
     #: Whether this layer returns refined mask logits.
     refines_masks = False
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 patch_size: Tuple[int, int],
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.patch_size = tuple(patch_size)
 
     def forward(self, inputs: MaskTokenBlockInputs) -> Tuple[Tensor, Optional[Tensor]]:
         """Attend.

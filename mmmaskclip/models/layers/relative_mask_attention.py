@@ -1,0 +1,262 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Relative Mask Attention and mask refinement (paper Eq. 3-5).
+
+In an RMA layer only the logits of the mask-token -> patch block change::
+
+    T_MP     = f2(mask)                                     mask patch tokens
+    A'[i,j]  = sum_{c in head} phi_Qm(T_MP[i,j])_c * phi_Km(T_IM[j])_c   (Eq. 3)
+    A[i,j]   = (q_i . k_j + A'[i,j]) / (2 sqrt(d))                       (Eq. 4)
+    M_r      = sigmoid(logit(M_c) + f_r(q_i * k_j))                      (Eq. 5)
+
+kept in logit space (``logit(sigmoid(x)) = x``): refined logits are the
+coarse logits plus a full-resolution residual. The mask -> class-token logit
+keeps CLIP's ``q . k / sqrt(d)``.
+
+Two implementations share the parameters: ``'naive'`` materialises the
+``(B, M, N, W)`` tensors as the equations read (the reference), ``'fast'``
+folds every linear map so that ``A'`` costs ``O(M H W)`` memory, even through
+the official LayerNorm (its statistics are a quadratic form of the mask
+pixels), and runs ``f_r``'s non-linearity over chunks of mask tokens.
+"""
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import constant_init, kaiming_init
+from torch import Tensor
+
+from mmdet.registry import MODELS
+from mmdet.utils import OptMultiConfig
+from .attention_mask import mask_token_attention_mask
+from .mask_token_attention import MaskTokenAttention, MaskTokenBlockInputs
+
+
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``, the activation of OpenAI's CLIP."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+def mask_patches(values: Tensor, patch_size: Tuple[int, int]) -> Tensor:
+    """``(B, M, H, W)`` -> ``(B, M, N, ph * pw)``: the pixels of each patch, in
+    the row-major order of a ``(ph, pw)`` convolution kernel."""
+    b, m, h, w = values.shape
+    ph, pw = patch_size
+    x = values.view(b, m, h // ph, ph, w // pw, pw).permute(0, 1, 2, 4, 3, 5)
+    return x.reshape(b, m, (h // ph) * (w // pw), ph * pw)
+
+
+def _heads(x: Tensor, num_heads: int) -> Tensor:
+    """``(..., W) -> (..., h, W / h)``."""
+    return x.view(*x.shape[:-1], num_heads, x.shape[-1] // num_heads)
+
+
+@MODELS.register_module()
+class RelativeMaskAttention(MaskTokenAttention):
+    """Relative Mask Attention with mask refinement (paper Eq. 3-5).
+
+    Args:
+        embed_dims (int): CLIP width ``W`` (filled in by the encoder).
+        num_heads (int): heads ``h`` (filled in by the encoder).
+        patch_size (tuple[int, int]): ViT patch size (filled in likewise).
+        style (str): ``'paper'``: Eq. 3-5 read literally: f2 a patch
+            embedding of the mask probabilities, linear ``phi_Qm`` and
+            ``phi_Km``, f_r two 1x1 convolutions (GELU between) to a
+            ``ph*pw``-pixel residual per patch, its last layer zero-initialised
+            so refinement starts as the identity. ``'official'``: the authors'
+            structure: f2 reads ``tanh(logits)``, ``phi_Qm`` is a LayerNorm,
+            f_r is QuickGELU + one 1x1 convolution, their initialisation.
+            Default ``'paper'``.
+        impl (str): ``'fast'`` (folded, chunked) or ``'naive'`` (reference).
+            Default ``'fast'``.
+        chunk_size (int): mask tokens per chunk of f_r's non-linear part in
+            the fast path. Default 8.
+        refine_channels (int): hidden channels of f_r in the paper style.
+            Default 256.
+        refine_masks (bool): False drops the refinement (the paper's
+            Table 8 "w/o MR" ablation): masks pass through unchanged.
+            Default True.
+        init_cfg (dict or list[dict], optional): initialisation config.
+    """
+
+    refines_masks = True
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 patch_size: Tuple[int, int],
+                 style: str = 'paper',
+                 impl: str = 'fast',
+                 chunk_size: int = 8,
+                 refine_channels: int = 256,
+                 refine_masks: bool = True,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(embed_dims, num_heads, patch_size, init_cfg=init_cfg)
+        if style not in ('paper', 'official'):
+            raise ValueError(f"style must be 'paper' or 'official', got {style!r}.")
+        if impl not in ('fast', 'naive'):
+            raise ValueError(f"impl must be 'fast' or 'naive', got {impl!r}.")
+        if chunk_size < 1:
+            raise ValueError(f'chunk_size must be >= 1, got {chunk_size}.')
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims {embed_dims} is not divisible by {num_heads} heads.')
+        self.style, self.impl, self.chunk_size = style, impl, chunk_size
+        self.refines_masks = refine_masks
+        ph, pw = self.patch_size
+        # f2: mask patch tokens, the architecture of CLIP's patch embedding.
+        self.mask_patch_embed = nn.Conv2d(1, embed_dims, self.patch_size, self.patch_size)
+        self.query_proj_m = (nn.LayerNorm(embed_dims) if style == 'official' else
+                             nn.Linear(embed_dims, embed_dims))  # phi_Qm
+        self.key_proj_m = nn.Linear(embed_dims, embed_dims)  # phi_Km
+        if style == 'official':
+            self.refiner = nn.Sequential(QuickGELU(), nn.Conv2d(embed_dims, ph * pw, 1))
+        else:
+            self.refiner = nn.Sequential(
+                nn.Conv2d(embed_dims, refine_channels, 1), nn.GELU(),
+                nn.Conv2d(refine_channels, ph * pw, 1))
+        if not refine_masks:
+            self.refiner = None
+
+    def init_weights(self) -> None:
+        """The authors' initialisation: kaiming-normal weights, U(0, 1) conv
+        biases, zero bias of phi_Km; the paper style zero-inits f_r's output."""
+        super().init_weights()
+        if self.init_cfg is not None:
+            return
+        convs = [self.mask_patch_embed] + [
+            m for m in (self.refiner or []) if isinstance(m, nn.Conv2d)]
+        for conv in convs:
+            kaiming_init(conv, distribution='normal', bias=0.0)
+            nn.init.uniform_(conv.bias, 0.0, 1.0)
+        kaiming_init(self.key_proj_m, distribution='normal', bias=0.0)
+        if isinstance(self.query_proj_m, nn.Linear):
+            kaiming_init(self.query_proj_m, distribution='normal', bias=0.0)
+        if self.style == 'paper' and self.refiner is not None:
+            constant_init(self.refiner[-1], 0.0, bias=0.0)
+
+    def _mask_input(self, mask_logits: Tensor) -> Tensor:
+        """What f2 reads: ``tanh(logits)`` (official) or probabilities (paper)."""
+        return torch.tanh(mask_logits) if self.style == 'official' else mask_logits.sigmoid()
+
+    # ----------------------------------------------------------------- Eq. 3
+    def relative_logits_naive(self, mask_logits: Tensor, patch_tokens: Tensor) -> Tensor:
+        """``A'`` as Eq. 3 reads, materialising ``(B, M, N, W)``.
+
+        Args:
+            mask_logits (Tensor): ``(B, M, H, W)``.
+            patch_tokens (Tensor): ``ln_1``-normalised patches ``(B, N, W)``.
+
+        Returns:
+            Tensor: ``(B, h, M, N)``.
+        """
+        b, m, height, width = mask_logits.shape
+        x = self._mask_input(mask_logits).reshape(b * m, 1, height, width)
+        t_mp = self.mask_patch_embed(x).flatten(2).transpose(1, 2).reshape(b, m, -1,
+                                                                            self.embed_dims)
+        q_m = _heads(self.query_proj_m(t_mp), self.num_heads)  # B M N h d
+        k_m = _heads(self.key_proj_m(patch_tokens), self.num_heads)  # B N h d
+        return (q_m * k_m[:, None]).sum(-1).permute(0, 3, 1, 2)
+
+    def relative_logits_fast(self, mask_logits: Tensor, patch_tokens: Tensor) -> Tensor:
+        """``A'`` folded through f2 and phi_Qm (and LayerNorm): ``O(M H W)``.
+
+        With ``x`` the ``ph*pw`` mask pixels of a patch, f2 is ``W2 x + b2``.
+        Paper: ``phi_Qm(W2 x + b2) = A x + a`` so ``A'_h = x . (A_h^T K_h) +
+        a_h . K_h``. Official: LayerNorm's mean and variance over channels are
+        a linear and a quadratic form of ``x``, so ``A'_h = (x . u_h + o_h) / s +
+        beta_h . K_h`` with per-patch ``u, o`` and per-(mask, patch) ``s``.
+        """
+        heads = self.num_heads
+        x = mask_patches(self._mask_input(mask_logits), self.patch_size)  # B M N P
+        w2 = self.mask_patch_embed.weight.flatten(1)  # W x P
+        b2 = self.mask_patch_embed.bias
+        k_m = _heads(self.key_proj_m(patch_tokens), heads)  # B N h d
+        if self.style == 'paper':
+            lin = self.query_proj_m
+            a_mat = _heads((lin.weight @ w2).t(), heads)  # P h d
+            a_vec = _heads(lin.weight @ b2 + lin.bias, heads)  # h d
+            u = torch.einsum('phd,bnhd->bnhp', a_mat, k_m)
+            offset = torch.einsum('hd,bnhd->bnh', a_vec, k_m)
+            return torch.einsum('bmnp,bnhp->bhmn', x, u) + offset.permute(0, 2, 1)[:, :, None]
+        norm = self.query_proj_m
+        wc = w2 - w2.mean(0, keepdim=True)  # centred: T - mean(T) = wc x + bc
+        bc = b2 - b2.mean()
+        dims = float(self.embed_dims)
+        gram = wc.t() @ wc / dims  # P x P
+        lin = wc.t() @ bc / dims  # P
+        const = bc @ bc / dims
+        var = torch.einsum('bmnp,pq,bmnq->bmn', x, gram, x) + 2 * x @ lin + const
+        inv_std = torch.rsqrt(var + norm.eps)  # B M N
+        gk = k_m * _heads(norm.weight, heads)  # gamma * K: B N h d
+        u = torch.einsum('phd,bnhd->bnhp', _heads(wc.t(), heads), gk)
+        offset = torch.einsum('hd,bnhd->bnh', _heads(bc, heads), gk)
+        shift = torch.einsum('hd,bnhd->bnh', _heads(norm.bias, heads), k_m)
+        centred = torch.einsum('bmnp,bnhp->bhmn', x, u) + offset.permute(0, 2, 1)[:, :, None]
+        return centred * inv_std[:, None] + shift.permute(0, 2, 1)[:, :, None]
+
+    # ----------------------------------------------------------------- Eq. 5
+    def _refine_chunk(self, q: Tensor, k: Tensor, grid: Tuple[int, int]) -> Tensor:
+        """f_r on ``q_i * k_j`` for a chunk of masks: ``(B, m, W), (B, N, W)``
+        -> residual ``(B, m, H, W)``."""
+        b, m, _ = q.shape
+        prod = q[:, :, None] * k[:, None]  # B m N W
+        prod = prod.view(b * m, *grid, -1).permute(0, 3, 1, 2)
+        res = self._pixel_shuffle(self.refiner(prod))
+        return res.view(b, m, *res.shape[-2:])
+
+    def _pixel_shuffle(self, x: Tensor) -> Tensor:
+        """``(n, ph*pw, gh, gw)`` -> ``(n, 1, gh*ph, gw*pw)``: channel
+        ``dy * pw + dx`` of patch ``(y, x)`` is pixel ``(y*ph + dy, x*pw + dx)``
+        (``F.pixel_shuffle`` for square patches)."""
+        n, _, gh, gw = x.shape
+        ph, pw = self.patch_size
+        return x.view(n, ph, pw, gh, gw).permute(0, 3, 1, 4, 2).reshape(n, 1, gh * ph, gw * pw)
+
+    def refine(self, q_scaled: Tensor, k_patch: Tensor, grid: Tuple[int, int]) -> Tensor:
+        """Mask residual ``f_r(q_i * k_j)`` of Eq. 5.
+
+        Args:
+            q_scaled (Tensor): mask-token queries / sqrt(d), heads
+                concatenated ``(B, M, W)``.
+            k_patch (Tensor): patch keys, heads concatenated ``(B, N, W)``.
+            grid (tuple[int, int]): the patch grid.
+
+        Returns:
+            Tensor: ``(B, M, H, W)`` residual logits.
+        """
+        if self.impl == 'naive' or q_scaled.shape[1] <= self.chunk_size:
+            return self._refine_chunk(q_scaled, k_patch, grid)
+        return torch.cat([
+            self._refine_chunk(q, k_patch, grid)
+            for q in q_scaled.split(self.chunk_size, dim=1)
+        ], dim=1)
+
+    def forward(self, inputs: MaskTokenBlockInputs) -> Tuple[Tensor, Optional[Tensor]]:
+        """Relative mask attention (Eq. 3-4) and refinement (Eq. 5).
+
+        Returns:
+            tuple[Tensor, Tensor | None]: attention output ``(B, h, M, d)`` and
+            refined mask logits ``(B, M, H, W)`` (None if ``refine_masks`` is
+            False).
+        """
+        q, k, v = inputs.q_mask, inputs.k, inputs.v
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        patch_tokens = inputs.clip_tokens_normed[:, 1:]
+        rel = (self.relative_logits_naive if self.impl == 'naive' else
+               self.relative_logits_fast)(inputs.mask_logits, patch_tokens)
+        logits = (q @ k.transpose(-2, -1)) * scale  # B h M L
+        patch_logits = (logits[..., 1:] + rel * scale) / 2
+        logits = torch.cat([logits[..., :1], patch_logits], dim=-1)
+        allowed = mask_token_attention_mask(inputs.coverage)
+        logits = logits.masked_fill(~allowed, float('-inf'))
+        out = logits.softmax(dim=-1) @ v
+        if self.refiner is None:
+            return out, None
+        b, h, m, d = q.shape
+        q_scaled = (q * scale).transpose(1, 2).reshape(b, m, h * d)
+        k_patch = k[:, :, 1:].transpose(1, 2).reshape(b, -1, h * d)
+        residual = self.refine(q_scaled, k_patch, inputs.grid_size)
+        return out, inputs.mask_logits + residual
