@@ -188,3 +188,11 @@ def freeze(module: nn.Module) -> nn.Module:
     for param in module.parameters():
         param.requires_grad_(False)
     return module.eval()
+
+
+def with_clip(cfg: dict, clip_model: nn.Module) -> dict:
+    """A copy of a sub-module config that uses ``clip_model`` unless the
+    config names its own ``clip`` (one CLIP shared by both towers' users)."""
+    cfg = dict(cfg)
+    cfg.setdefault('clip', clip_model)
+    return cfg

@@ -4,7 +4,6 @@
 Wires a region encoder (MaskCLIP w/o RMA, or the CLIP baseline) to the CLIP
 text encoder: the paper's two training-free rows of Tables 2-4.
 """
-import copy
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -15,14 +14,7 @@ from torch import Tensor
 
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
-from ..clip_loader import ClipConfig, build_clip_model
-
-
-def _with_clip(cfg: ConfigType, clip_model) -> dict:
-    """Give a sub-module config the shared CLIP model unless it names its own."""
-    cfg = copy.deepcopy(dict(cfg))
-    cfg.setdefault('clip', clip_model)
-    return cfg
+from ..clip_loader import ClipConfig, build_clip_model, with_clip
 
 
 @MODELS.register_module()
@@ -61,8 +53,8 @@ class OpenVocabMaskClassifier(BaseModule):
         std = getattr(visual, 'image_std', None) or OPENAI_DATASET_STD
         size = input_size or visual.image_size
         self.input_size = (size, size) if isinstance(size, int) else tuple(size)
-        self.region_encoder = MODELS.build(_with_clip(region_encoder, clip_model))
-        self.text_encoder = MODELS.build(_with_clip(text_encoder, clip_model))
+        self.region_encoder = MODELS.build(with_clip(region_encoder, clip_model))
+        self.text_encoder = MODELS.build(with_clip(text_encoder, clip_model))
         self.logit_scale = float(logit_scale)
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)

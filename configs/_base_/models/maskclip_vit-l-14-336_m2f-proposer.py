@@ -1,0 +1,53 @@
+# MaskCLIP on a frozen CLIP ViT-L/14@336px with a frozen Mask2Former
+# as the class-agnostic proposer (its class head is ignored: only its 100
+# query masks are used). Weights: OpenAI CLIP (open_clip tag 'openai') and
+# mmdet's model-zoo Mask2Former; give local files with
+#   --cfg-options model.clip.pretrained=/path/open_clip_pytorch_model.bin \
+#                 model.proposer.checkpoint=/path/mask2former.pth
+_base_ = ['mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py']
+custom_imports = dict(imports=['mmmaskclip'], allow_failed_imports=False)
+
+mask2former_checkpoint = (
+    'https://download.openmmlab.com/mmdetection/v3.0/mask2former/'
+    'mask2former_r50_8xb2-lsj-50e_coco-panoptic/'
+    'mask2former_r50_8xb2-lsj-50e_coco-panoptic_20230118_125535-54df384a.pth')
+# Relative Mask Attention in layers 6, 12, 18, 24 (1-based; Table 9 best).
+rma = dict(type='RelativeMaskAttention', style='paper', impl='fast', chunk_size=8)
+
+model = dict(
+    _delete_=True,
+    type='MaskCLIP',
+    # Images stay RGB 0-255: CLIP and the proposer normalise for themselves.
+    data_preprocessor=dict(
+        type='DetDataPreprocessor',
+        mean=None,
+        std=None,
+        bgr_to_rgb=True,
+        pad_size_divisor=32,
+        pad_mask=True,
+        mask_pad_value=0,
+        pad_seg=True,
+        seg_pad_value=255),
+    clip=dict(name='ViT-L-14-336', pretrained='openai', force_quick_gelu=True),
+    proposer=dict(
+        type='DetectorProposer',
+        detector={{_base_.model}},
+        checkpoint=mask2former_checkpoint),
+    visual_encoder=dict(
+        type='MaskCLIPVisualEncoder',
+        mask_attention_overrides={5: rma, 11: rma, 17: rma, 23: rma}),
+    # Raw class names, no prompt templates (the paper's setting).
+    text_encoder=dict(type='MaskCLIPTextEncoder', templates=None),
+    head=dict(type='MaskCLIPHead'),
+    num_things_classes=80,
+    num_stuff_classes=53,
+    void_class='other',
+    logit_scale=100.0,
+    encoder_input_size=(336, 336),
+    test_cfg=dict(
+        panoptic_on=True,
+        instance_on=True,
+        semantic_on=True,
+        object_mask_thr=0.5,
+        iou_thr=0.5,
+        max_per_image=100))

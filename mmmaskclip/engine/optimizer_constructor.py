@@ -1,0 +1,40 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""An optimizer constructor that hands the optimizer trainable parameters only."""
+import torch.nn as nn
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+
+from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """``DefaultOptimWrapperConstructor`` minus frozen parameters.
+
+    mmengine's default constructor puts every parameter into the optimizer,
+    ``requires_grad=False`` ones included. MaskCLIP freezes CLIP and the
+    proposer (hundreds of millions of parameters) and trains only the Relative
+    Mask Attention layers: this constructor builds the optimizer exactly as
+    the default one does (``paramwise_cfg`` included) and then removes every
+    frozen parameter, and every group left empty, from it.
+
+    Raises:
+        ValueError: when the model has no trainable parameter at all (a
+            training-free variant such as MaskCLIP w/o RMA).
+    """
+
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        module = model.module if hasattr(model, 'module') else model
+        if not any(p.requires_grad for p in module.parameters()):
+            raise ValueError(
+                f'{type(module).__name__} has no trainable parameters (e.g. MaskCLIP '
+                'without Relative Mask Attention layers is training-free): there is '
+                'nothing to train; run tools/test.py instead.')
+        optim_wrapper = super().__call__(model)
+        optimizer = optim_wrapper.optimizer
+        groups = []
+        for group in optimizer.param_groups:
+            group['params'] = [p for p in group['params'] if p.requires_grad]
+            if group['params']:
+                groups.append(group)
+        optimizer.param_groups = groups
+        return optim_wrapper

@@ -1,0 +1,62 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""What every proposal source returns, and the frozen-module base class."""
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmdet.structures import SampleList
+
+
+@dataclass
+class MaskProposals:
+    """Class-agnostic mask proposals of a batch.
+
+    Attributes:
+        mask_logits (Tensor): ``(B, M, h, w)`` logits covering the padded
+            batch image (any resolution; ``h / w`` keeps its aspect).
+        valid (Tensor): bool ``(B, M)``, False for padded slots.
+        objectness (Tensor, optional): ``(B, M)`` scores in ``[0, 1]`` where
+            the proposer has them (e.g. ``1 - p(no-object)``).
+    """
+    mask_logits: Tensor
+    valid: Tensor
+    objectness: Optional[Tensor] = None
+
+
+class BaseProposer(BaseModule):
+    """A frozen proposal source: no gradients, always in eval mode.
+
+    Subclasses implement :meth:`propose`.
+    """
+
+    def train(self, mode: bool = True) -> 'BaseProposer':
+        return super().train(False)
+
+    def freeze(self) -> None:
+        for param in self.parameters():
+            param.requires_grad_(False)
+        self.eval()
+
+    def propose(self, images: Tensor, batch_data_samples: SampleList,
+                batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
+        """Make proposals.
+
+        Args:
+            images (Tensor): ``(B, 3, Hp, Wp)`` padded RGB batch, 0-255.
+            batch_data_samples (list[DetDataSample]): the batch's samples.
+            batch_gt_segments (list[InstanceData], optional): ground-truth
+                segments (things and stuff) with ``masks`` ``(K, Hp, Wp)``,
+                for proposers that use them.
+
+        Returns:
+            MaskProposals: the proposals.
+        """
+        raise NotImplementedError
+
+    def forward(self, *args, **kwargs) -> MaskProposals:
+        with torch.no_grad():
+            return self.propose(*args, **kwargs)

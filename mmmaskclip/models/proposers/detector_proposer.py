@@ -1,0 +1,121 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Any mmdet detector as a frozen, class-agnostic mask proposer (paper §3.1)."""
+import os.path as osp
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.runner.checkpoint import load_checkpoint
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet.utils import ConfigType, OptMultiConfig
+from ..layers import PAD_MASK_LOGIT
+from .base_proposer import BaseProposer, MaskProposals
+
+
+class ProposerWeightsNotFoundError(RuntimeError):
+    """Raised when a proposer checkpoint cannot be found or downloaded."""
+
+
+@MODELS.register_module()
+class DetectorProposer(BaseProposer):
+    """Wrap an mmdet detector; only its masks (and objectness) are used.
+
+    Mask2Former-like detectors (with a ``panoptic_head``) give all their
+    query masks as logits and objectness ``1 - p(no-object)``; other
+    detectors (e.g. Mask R-CNN) give their predicted instance masks as
+    logits ``±mask_logit`` and their scores as objectness. Class predictions
+    are never used: a class-aware detector becomes class-agnostic here.
+
+    Args:
+        detector (dict): an mmdet detector config (e.g. ``{{_base_.model}}``
+            of an ``mmdet::`` config); its ``data_preprocessor`` is ignored.
+        checkpoint (str, optional): detector weights (path or URL).
+        mean (Sequence[float]): the detector's normalisation mean (RGB, 0-255).
+        std (Sequence[float]): likewise, std.
+        num_proposals (int, optional): keep the top proposals by objectness.
+        mask_logit (float): logit magnitude for binary masks. Default 4.
+        init_cfg (dict or list[dict], optional): initialisation config.
+    """
+
+    def __init__(self,
+                 detector: ConfigType,
+                 checkpoint: Optional[str] = None,
+                 mean: Sequence[float] = (123.675, 116.28, 103.53),
+                 std: Sequence[float] = (58.395, 57.12, 57.375),
+                 num_proposals: Optional[int] = None,
+                 mask_logit: float = 4.0,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        detector = dict(detector)
+        detector.pop('data_preprocessor', None)
+        detector.pop('init_cfg', None)
+        self.detector = MODELS.build(detector)
+        if checkpoint:
+            self._load(checkpoint)
+        self.num_proposals, self.mask_logit = num_proposals, mask_logit
+        self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.freeze()
+
+    def init_weights(self) -> None:
+        """Keep the loaded weights (the runner calls this after building)."""
+
+    def _load(self, checkpoint: str) -> None:
+        if not checkpoint.startswith(('http://', 'https://', 'open-mmlab://')) and \
+                not osp.isfile(checkpoint):
+            raise ProposerWeightsNotFoundError(f'Proposer checkpoint not found: {checkpoint}')
+        try:
+            load_checkpoint(self.detector, checkpoint, map_location='cpu', strict=False)
+        except Exception as err:
+            target = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(checkpoint))
+            raise ProposerWeightsNotFoundError(
+                f'Could not load the proposer weights {checkpoint} ({type(err).__name__}: '
+                f'{err}); download them and put them at {target}, or set '
+                "proposer.checkpoint='/path/to/file.pth'.") from err
+
+    def _query_masks(self, x: Tensor, samples: SampleList) -> MaskProposals:
+        feats = self.detector.extract_feat(x)
+        cls, masks = self.detector.panoptic_head.predict(feats, samples)
+        objectness = 1 - cls.softmax(-1)[..., -1]
+        valid = torch.ones(objectness.shape, dtype=torch.bool, device=x.device)
+        return MaskProposals(mask_logits=masks, valid=valid, objectness=objectness)
+
+    def _instance_masks(self, x: Tensor, samples: SampleList) -> MaskProposals:
+        results = self.detector.predict(x, samples, rescale=False)
+        size = x.shape[-2:]
+        instances: List[InstanceData] = [r.pred_instances for r in results]
+        num = max(1, max(len(i) for i in instances))
+        logits = x.new_full((len(instances), num, *size), PAD_MASK_LOGIT)
+        objectness = x.new_zeros(len(instances), num)
+        valid = torch.zeros(len(instances), num, dtype=torch.bool, device=x.device)
+        for b, inst in enumerate(instances):
+            if not len(inst):
+                continue
+            masks = inst.masks.to(x.device).float()
+            h, w = masks.shape[-2:]
+            logits[b, :len(inst)] = -self.mask_logit
+            logits[b, :len(inst), :h, :w] = self.mask_logit * (2 * masks - 1)
+            objectness[b, :len(inst)] = inst.scores
+            valid[b, :len(inst)] = True
+        return MaskProposals(mask_logits=logits, valid=valid, objectness=objectness)
+
+    def propose(self, images: Tensor, batch_data_samples: SampleList,
+                batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
+        x = (images - self.mean) / self.std
+        if hasattr(self.detector, 'panoptic_head'):
+            proposals = self._query_masks(x, batch_data_samples)
+        else:
+            proposals = self._instance_masks(x, batch_data_samples)
+        if self.num_proposals and proposals.mask_logits.shape[1] > self.num_proposals:
+            score = proposals.objectness.masked_fill(~proposals.valid, -1)
+            keep = score.topk(self.num_proposals, dim=1).indices
+            gather = keep[..., None, None].expand(-1, -1, *proposals.mask_logits.shape[-2:])
+            proposals = MaskProposals(
+                mask_logits=proposals.mask_logits.gather(1, gather),
+                valid=proposals.valid.gather(1, keep),
+                objectness=proposals.objectness.gather(1, keep))
+        return proposals

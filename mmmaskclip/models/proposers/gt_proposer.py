@@ -1,0 +1,98 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Ground-truth segments as proposals, optionally degraded.
+
+The paper's "perfect proposer" (Table 7) and, with noise, the proposal
+source of fast tests and of refinement experiments.
+"""
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet.utils import OptMultiConfig
+from ..layers import PAD_MASK_LOGIT
+from .base_proposer import BaseProposer, MaskProposals
+
+
+@MODELS.register_module()
+class GTMaskProposer(BaseProposer):
+    """Propose the ground-truth segments (things and stuff) of each image.
+
+    Each segment ``g`` becomes logits ``scale * (blur(g) - threshold)``: with
+    no blur and ``threshold=0.5`` exactly the ground truth; a box blur of
+    ``blur_size`` pixels with ``threshold < 0.5`` dilates the masks and rounds
+    their corners (``> 0.5`` erodes them), a coarse proposal that mask
+    refinement can learn to correct.
+
+    Args:
+        scale (float): logit magnitude. Default 4.
+        blur_size (int): box-blur kernel (odd pixels; 0 = none). Default 0.
+        threshold (float): level of the blurred mask at logit 0. Default 0.5.
+        num_random (int): extra random blob proposals per image (never
+            matching the ground truth well), like a proposer's false
+            positives. Default 0.
+        drop_prob (float): probability of dropping each ground-truth
+            segment (a missed proposal). Default 0.
+        init_cfg (dict or list[dict], optional): initialisation config.
+    """
+
+    def __init__(self,
+                 scale: float = 4.0,
+                 blur_size: int = 0,
+                 threshold: float = 0.5,
+                 num_random: int = 0,
+                 drop_prob: float = 0.0,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if blur_size < 0 or (blur_size and blur_size % 2 == 0):
+            raise ValueError(f'blur_size must be 0 or an odd number, got {blur_size}.')
+        self.scale, self.blur_size, self.threshold = scale, blur_size, threshold
+        self.num_random, self.drop_prob = num_random, drop_prob
+
+    def _segment_logits(self, masks: Tensor) -> Tensor:
+        """``(K, H, W)`` bool -> ``(K, H, W)`` logits."""
+        x = masks.float()
+        if self.blur_size and x.shape[0]:
+            pad = self.blur_size // 2
+            x = F.avg_pool2d(x[:, None], self.blur_size, stride=1, padding=pad,
+                             count_include_pad=False)[:, 0]
+        return self.scale * (x - self.threshold)
+
+    def _random_logits(self, num: int, size, device) -> Tensor:
+        """Smooth random blobs: ``(num, H, W)`` logits."""
+        noise = torch.randn(num, 1, 4, 4, device=device)
+        return self.scale * F.interpolate(noise, size=size, mode='bilinear',
+                                          align_corners=False)[:, 0]
+
+    def propose(self, images: Tensor, batch_data_samples: SampleList,
+                batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
+        if batch_gt_segments is None:
+            raise ValueError('GTMaskProposer needs ground-truth segments: load '
+                             'annotations in the pipeline (LoadPanopticAnnotations or '
+                             'LoadAnnotations with masks) also at test time.')
+        size = images.shape[-2:]
+        per_image = []
+        for segments in batch_gt_segments:
+            masks = segments.masks
+            masks = masks.to_tensor(torch.bool, images.device) if hasattr(
+                masks, 'to_tensor') else masks.to(images.device).bool()
+            if self.drop_prob > 0 and len(masks):
+                masks = masks[torch.rand(len(masks), device=images.device) >= self.drop_prob]
+            if masks.shape[-2:] != size:
+                masks = F.interpolate(masks[None].float(), size=size)[0] > 0.5
+            logits = self._segment_logits(masks)
+            if self.num_random:
+                logits = torch.cat([logits, self._random_logits(self.num_random, size,
+                                                                images.device)])
+            per_image.append(logits)
+        num = max(1, max(len(x) for x in per_image))
+        out = images.new_full((len(per_image), num, *size), PAD_MASK_LOGIT)
+        valid = torch.zeros(len(per_image), num, dtype=torch.bool, device=images.device)
+        for i, logits in enumerate(per_image):
+            out[i, :len(logits)] = logits
+            valid[i, :len(logits)] = True
+        return MaskProposals(mask_logits=out, valid=valid)
