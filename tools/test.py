@@ -1,0 +1,237 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Test (and evaluate) a checkpoint with an mmmaskclip (or mmdet) config.
+
+Examples::
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR]
+    python tools/test.py CONFIG CHECKPOINT --out results.pkl
+    python tools/test.py CONFIG CHECKPOINT --show-dir vis   # draw predictions
+    python tools/test.py CONFIG CHECKPOINT --tta  # config's tta_model/pipeline
+    mim test mmmaskclip CONFIG --checkpoint CHECKPOINT
+    torchrun --nproc_per_node=8 tools/test.py CONFIG CHECKPOINT \
+        --launcher pytorch
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import List, Optional
+
+# Only light imports here: ``--help`` and argument errors stay fast. torch,
+# mmdet and mmmaskclip are imported by ``main``.
+from mmengine.config import Config, ConfigDict, DictAction
+
+
+class ToolError(Exception):
+    """A problem with the command line, reported as one line, no traceback."""
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the command line.
+
+    Args:
+        argv (list[str], optional): Arguments without the program name.
+            Defaults to None (``sys.argv[1:]``).
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a checkpoint with an mmmaskclip '
+        'config.')
+    parser.add_argument('config', help='path of the test config')
+    parser.add_argument('checkpoint', help='checkpoint file to test')
+    parser.add_argument(
+        '--work-dir',
+        help='where logs and metrics go (default: the config\'s work_dir, '
+        'else ./work_dirs/<config name>)')
+    parser.add_argument(
+        '--out',
+        help='also dump the predictions to this .pkl file (for offline '
+        'evaluation)')
+    parser.add_argument(
+        '--show',
+        action='store_true',
+        help='display each image with its predictions in a window')
+    parser.add_argument(
+        '--show-dir',
+        help='save images drawn with their predictions in this folder '
+        '(under work_dir/<timestamp>/ when relative)')
+    parser.add_argument(
+        '--wait-time',
+        type=float,
+        default=2,
+        help='seconds each image stays on screen with --show')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries with key=value pairs, e.g. '
+        'test_dataloader.batch_size=2; lists as key="[a,b]" or key=a,b, '
+        'nested as key="[(a,b),(c,d)]" (quotes needed, no spaces)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='distributed job launcher')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='test-time augmentation with the config\'s tta_model and '
+        'tta_pipeline')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
+    # --local_rank (older); torchrun sets LOCAL_RANK instead.
+    parser.add_argument(
+        '--local_rank', '--local-rank', type=int, default=0,
+        help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _innermost_dataset(dataset_cfg: ConfigDict) -> ConfigDict:
+    """The dataset inside dataset wrappers (``RepeatDataset`` and alike)."""
+    while 'dataset' in dataset_cfg:
+        dataset_cfg = dataset_cfg['dataset']
+    return dataset_cfg
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Apply the command-line options to a loaded config, in place.
+
+    Args:
+        cfg (Config): The config loaded from ``args.config``.
+        args (argparse.Namespace): The output of :func:`parse_args`.
+
+    Returns:
+        Config: ``cfg``, updated.
+
+    Raises:
+        ToolError: If an option cannot apply to this config.
+    """
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise ToolError(f'--out must name a .pkl file, got {args.out}')
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # Work directory: command line, then the config, then the config name.
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        stem = osp.splitext(osp.basename(args.config))[0]
+        cfg.work_dir = osp.join('./work_dirs', stem)
+
+    cfg.load_from = args.checkpoint
+
+    if args.show or args.show_dir:
+        hook = cfg.get('default_hooks', {}).get('visualization', None)
+        if hook is None:
+            raise ToolError(
+                '--show/--show-dir need a visualization hook: '
+                "default_hooks = dict(visualization=dict("
+                "type='DetVisualizationHook'))")
+        hook.draw = True
+        if args.show:
+            hook.show = True
+            hook.wait_time = args.wait_time
+        if args.show_dir:
+            hook.test_out_dir = args.show_dir
+
+    if args.tta:
+        missing = [key for key in ('tta_model', 'tta_pipeline')
+                   if key not in cfg]
+        if missing:
+            raise ToolError(f'--tta needs {" and ".join(missing)} in the '
+                            'config')
+        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+        dataset_cfg = _innermost_dataset(cfg.test_dataloader.dataset)
+        dataset_cfg.pipeline = cfg.tta_pipeline
+    return cfg
+
+
+def build_cfg(args: argparse.Namespace) -> Config:
+    """Load ``args.config`` and apply the command-line options.
+
+    Args:
+        args (argparse.Namespace): The output of :func:`parse_args`.
+
+    Returns:
+        Config: The config to build the runner from.
+
+    Raises:
+        ToolError: If the config file does not exist or an option cannot
+            apply to it.
+    """
+    if not osp.isfile(args.config):
+        raise ToolError(f'config file not found: {args.config}')
+    return merge_args(Config.fromfile(args.config), args)
+
+
+def import_mmmaskclip() -> None:
+    """Import mmmaskclip, from this checkout if it is not installed.
+
+    The import registers mmmaskclip's modules and the ``weights_only``
+    allow-list that loading Runner checkpoints needs.
+    """
+    try:
+        import mmmaskclip  # noqa: F401
+    except ModuleNotFoundError as err:
+        if err.name != 'mmmaskclip':
+            raise
+        # realpath: under mim, this file is reached through .mim/tools.
+        repo_root = osp.dirname(osp.dirname(osp.realpath(__file__)))
+        sys.path.insert(0, repo_root)
+        import mmmaskclip  # noqa: F401,F811
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Test from the command line.
+
+    Args:
+        argv (list[str], optional): Arguments without the program name.
+            Defaults to None (``sys.argv[1:]``).
+
+    Returns:
+        int: The exit status.
+    """
+    args = parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    prog = osp.basename(__file__)
+    for what, path in (('config', args.config),
+                       ('checkpoint', args.checkpoint)):
+        if '://' not in path and not osp.isfile(path):
+            print(f'{prog}: error: {what} file not found: {path}',
+                  file=sys.stderr)
+            return 2
+
+    # Before loading the config: its custom_imports may name mmmaskclip.
+    import_mmmaskclip()
+    try:
+        from mmdet.utils import setup_cache_size_limit_of_dynamo
+    except ImportError:
+        pass
+    else:
+        setup_cache_size_limit_of_dynamo()
+
+    try:
+        cfg = build_cfg(args)
+    except ToolError as err:
+        print(f'{prog}: error: {err}', file=sys.stderr)
+        return 2
+
+    from mmengine.registry import RUNNERS, init_default_scope
+    from mmengine.runner import Runner
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    if 'runner_type' in cfg:
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    if args.out is not None:
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+    runner.test()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

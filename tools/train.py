@@ -1,0 +1,227 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Train a model from an mmmaskclip (or mmdet) config with mmengine's Runner.
+
+Examples::
+
+    python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
+    python tools/train.py CONFIG --resume             # latest in work_dir
+    python tools/train.py CONFIG --resume CHECKPOINT  # that checkpoint
+    python tools/train.py CONFIG --cfg-options train_cfg.max_iters=10
+    mim train mmmaskclip CONFIG
+    torchrun --nproc_per_node=8 tools/train.py CONFIG --launcher pytorch
+
+Put ``--resume`` after the config: without a value it would take the config
+path as the checkpoint.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import List, Optional
+
+# Only light imports here: ``--help`` and argument errors stay fast (mim
+# runs ``train.py -h`` before every training). torch, mmdet and mmmaskclip
+# are imported by ``main``.
+from mmengine.config import Config, DictAction
+
+
+class ToolError(Exception):
+    """A problem with the command line, reported as one line, no traceback."""
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the command line.
+
+    Args:
+        argv (list[str], optional): Arguments without the program name.
+            Defaults to None (``sys.argv[1:]``).
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    parser = argparse.ArgumentParser(
+        description='Train a model with an mmmaskclip config.')
+    parser.add_argument('config', help='path of the training config')
+    parser.add_argument(
+        '--work-dir',
+        help='where logs and checkpoints go (default: the config\'s '
+        'work_dir, else ./work_dirs/<config name>)')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed-precision training: use AmpOptimWrapper with a dynamic '
+        'loss scale')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the actual over the config\'s '
+        'auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        default=None,
+        metavar='CHECKPOINT',
+        help='resume training: from CHECKPOINT if given, otherwise from the '
+        'latest checkpoint in the work directory')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries with key=value pairs, e.g. '
+        'train_cfg.max_iters=100 model.clip.pretrained=None; lists as '
+        'key="[a,b]" or key=a,b, nested as key="[(a,b),(c,d)]" (quotes '
+        'needed, no spaces)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='distributed job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
+    # --local_rank (older); torchrun sets LOCAL_RANK instead.
+    parser.add_argument(
+        '--local_rank', '--local-rank', type=int, default=0,
+        help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Apply the command-line options to a loaded config, in place.
+
+    Args:
+        cfg (Config): The config loaded from ``args.config``.
+        args (argparse.Namespace): The output of :func:`parse_args`.
+
+    Returns:
+        Config: ``cfg``, updated.
+
+    Raises:
+        ToolError: If an option cannot apply to this config.
+    """
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # Work directory: command line, then the config, then the config name.
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        stem = osp.splitext(osp.basename(args.config))[0]
+        cfg.work_dir = osp.join('./work_dirs', stem)
+
+    if args.amp:
+        optim_wrapper = cfg.get('optim_wrapper', None)
+        if optim_wrapper is None:
+            raise ToolError('--amp needs an optim_wrapper in the config')
+        if optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+            from mmengine.logging import print_log
+            print_log(
+                'The config already uses AmpOptimWrapper; --amp keeps it '
+                'as it is.',
+                logger='current')
+        else:
+            optim_wrapper.type = 'AmpOptimWrapper'
+            optim_wrapper.loss_scale = 'dynamic'
+
+    if args.auto_scale_lr:
+        auto_scale_lr = cfg.get('auto_scale_lr', None)
+        if not auto_scale_lr or 'base_batch_size' not in auto_scale_lr:
+            raise ToolError(
+                '--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
+                'base_batch_size=...) in the config')
+        auto_scale_lr.enable = True
+
+    # An explicit checkpoint takes precedence over the automatic search.
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if '://' not in args.resume and not osp.isfile(args.resume):
+            raise ToolError(f'checkpoint to resume from not found: '
+                            f'{args.resume}')
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def build_cfg(args: argparse.Namespace) -> Config:
+    """Load ``args.config`` and apply the command-line options.
+
+    Args:
+        args (argparse.Namespace): The output of :func:`parse_args`.
+
+    Returns:
+        Config: The config to build the runner from.
+
+    Raises:
+        ToolError: If the config file does not exist or an option cannot
+            apply to it.
+    """
+    if not osp.isfile(args.config):
+        raise ToolError(f'config file not found: {args.config}')
+    return merge_args(Config.fromfile(args.config), args)
+
+
+def import_mmmaskclip() -> None:
+    """Import mmmaskclip, from this checkout if it is not installed.
+
+    The import registers mmmaskclip's modules and the ``weights_only``
+    allow-list that resuming from Runner checkpoints needs.
+    """
+    try:
+        import mmmaskclip  # noqa: F401
+    except ModuleNotFoundError as err:
+        if err.name != 'mmmaskclip':
+            raise
+        # realpath: under mim, this file is reached through .mim/tools.
+        repo_root = osp.dirname(osp.dirname(osp.realpath(__file__)))
+        sys.path.insert(0, repo_root)
+        import mmmaskclip  # noqa: F401,F811
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Train from the command line.
+
+    Args:
+        argv (list[str], optional): Arguments without the program name.
+            Defaults to None (``sys.argv[1:]``).
+
+    Returns:
+        int: The exit status.
+    """
+    args = parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    prog = osp.basename(__file__)
+    if not osp.isfile(args.config):
+        print(f'{prog}: error: config file not found: {args.config}',
+              file=sys.stderr)
+        return 2
+
+    # Before loading the config: its custom_imports may name mmmaskclip.
+    import_mmmaskclip()
+    try:
+        from mmdet.utils import setup_cache_size_limit_of_dynamo
+    except ImportError:
+        pass
+    else:
+        setup_cache_size_limit_of_dynamo()
+
+    try:
+        cfg = build_cfg(args)
+    except ToolError as err:
+        print(f'{prog}: error: {err}', file=sys.stderr)
+        return 2
+
+    from mmengine.registry import RUNNERS, init_default_scope
+    from mmengine.runner import Runner
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    if 'runner_type' in cfg:
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    runner.train()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
