@@ -40,7 +40,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description='Test (and evaluate) a checkpoint with an mmmaskclip '
         'config.')
     parser.add_argument('config', help='path of the test config')
-    parser.add_argument('checkpoint', help='checkpoint file to test')
+    parser.add_argument(
+        'checkpoint',
+        help="checkpoint file to test, or 'none' for a training-free model "
+        '(e.g. MaskCLIP w/o RMA, whose weights all come from CLIP and the proposer)')
     parser.add_argument(
         '--work-dir',
         help='where logs and metrics go (default: the config\'s work_dir, '
@@ -120,7 +123,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         stem = osp.splitext(osp.basename(args.config))[0]
         cfg.work_dir = osp.join('./work_dirs', stem)
 
-    cfg.load_from = args.checkpoint
+    cfg.load_from = None if args.checkpoint.lower() == 'none' else args.checkpoint
 
     if args.show or args.show_dir:
         hook = cfg.get('default_hooks', {}).get('visualization', None)
@@ -198,6 +201,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     prog = osp.basename(__file__)
     for what, path in (('config', args.config),
                        ('checkpoint', args.checkpoint)):
+        if what == 'checkpoint' and path.lower() == 'none':
+            continue
         if '://' not in path and not osp.isfile(path):
             print(f'{prog}: error: {what} file not found: {path}',
                   file=sys.stderr)

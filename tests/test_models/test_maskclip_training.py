@@ -8,69 +8,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import make_tiny_clip, tiny_clip_cfg
-from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from synthetic_coco import write_coco_panoptic
+from tiny_maskclip import tiny_maskclip_cfg
 
 import mmmaskclip  # noqa: F401
 from mmmaskclip.models import MaskCLIPVisualEncoder
 
-META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
-             'flip_direction', 'text', 'stuff_text')
-RMA = dict(type='RelativeMaskAttention', style='paper', chunk_size=4)
 
-
-def make_cfg(tmp_path, data, clip_path, max_iters, rma_blocks=(1, 2)):
-    dataset = dict(
-        type='CocoPanopticDataset', data_root=data['data_root'], ann_file=data['ann_file'],
-        data_prefix=data['data_prefix'], return_classes=True,
-        metainfo=dict(classes=data['classes'], thing_classes=data['thing_classes'],
-                      stuff_classes=data['stuff_classes']),
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True,
-                 with_seg=True),
-            dict(type='PackDetInputs', meta_keys=META_KEYS)
-        ])
-    model = dict(
-        type='MaskCLIP',
-        data_preprocessor=dict(type='DetDataPreprocessor', mean=None, std=None,
-                               bgr_to_rgb=True, pad_size_divisor=32, pad_mask=True,
-                               pad_seg=True, seg_pad_value=255),
-        clip=dict(model_cfg=tiny_clip_cfg(), pretrained=clip_path),
-        # dilated, blurred ground truth: refinement has something to learn
-        proposer=dict(type='GTMaskProposer', blur_size=11, threshold=0.15, num_random=2),
-        visual_encoder=dict(type='MaskCLIPVisualEncoder',
-                            mask_attention_overrides={i: RMA for i in rma_blocks}),
-        text_encoder=dict(type='MaskCLIPTextEncoder'),
-        head=dict(type='MaskCLIPHead', train_cfg=dict(num_points=512)),
-        num_things_classes=len(data['thing_classes']),
-        num_stuff_classes=len(data['stuff_classes']))
-    return Config(dict(
-        default_scope='mmdet',
-        work_dir=str(tmp_path / 'work'),
-        experiment_name=f'maskclip_{id(tmp_path)}_{max_iters}',
-        model=model,
-        train_dataloader=dict(batch_size=2, num_workers=0, dataset=dataset,
-                              sampler=dict(type='DefaultSampler', shuffle=True),
-                              collate_fn=dict(type='pseudo_collate')),
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters),
-        optim_wrapper=dict(type='OptimWrapper',
-                           constructor='TrainableParamsOptimWrapperConstructor',
-                           optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
-                           paramwise_cfg=dict(norm_decay_mult=0.0)),
-        param_scheduler=dict(type='ConstantLR', factor=1.0, by_epoch=False),
-        default_hooks=dict(
-            timer=dict(type='IterTimerHook'),
-            logger=dict(type='LoggerHook', interval=5),
-            param_scheduler=dict(type='ParamSchedulerHook'),
-            checkpoint=dict(type='CheckpointHook', interval=20, by_epoch=False),
-            sampler_seed=dict(type='DistSamplerSeedHook')),
-        log_processor=dict(by_epoch=False, window_size=1),
-        env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo')),
-        randomness=dict(seed=0),
-        launcher='none'))
+def make_cfg(tmp_path, data, clip_path, max_iters, **kwargs):
+    cfg = tiny_maskclip_cfg(str(tmp_path / 'work'), data, clip_path, max_iters, **kwargs)
+    cfg.experiment_name = f'maskclip_{id(tmp_path)}_{max_iters}'
+    return cfg
 
 
 @pytest.fixture(scope='module')
@@ -110,7 +60,7 @@ def mean_iou(model, runner):
 @pytest.mark.slow
 def test_train_resume_and_refine(setup):
     tmp_path, data, clip_path = setup
-    runner = Runner.from_cfg(make_cfg(tmp_path, data, clip_path, max_iters=40))
+    runner = Runner.from_cfg(make_cfg(tmp_path, data, clip_path, 40))
     model = runner.model
     frozen_before = {k: v.clone() for k, v in model.named_parameters() if not v.requires_grad}
     before = mean_iou(model, runner)
@@ -149,7 +99,7 @@ def test_train_resume_and_refine(setup):
 
     # 6. resume from iter 20 continues there and ends at 30 with the same
     #    trainable weights as the checkpoint had
-    resumed = Runner.from_cfg(make_cfg(tmp_path, data, clip_path, max_iters=30))
+    resumed = Runner.from_cfg(make_cfg(tmp_path, data, clip_path, 30))
     resumed.resume(osp.join(runner.work_dir, 'iter_20.pth'))
     assert resumed.iter == 20
     with mmmaskclip.utils.runner_checkpoint_globals():
@@ -169,7 +119,7 @@ def test_no_rma_layers_equal_foundation_encoder(setup):
     """With no RMA layers the detector's region embeddings are the training-
     free encoder's (MaskCLIP w/o RMA)."""
     tmp_path, data, clip_path = setup
-    cfg = make_cfg(tmp_path, data, clip_path, max_iters=1, rma_blocks=())
+    cfg = make_cfg(tmp_path, data, clip_path, 1, rma_blocks=())
     cfg.model.proposer = dict(type='GTMaskProposer')
     runner = Runner.from_cfg(cfg)
     model = runner.model.eval()

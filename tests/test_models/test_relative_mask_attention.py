@@ -56,6 +56,10 @@ def test_fast_equals_naive(style, masks, grid, patch):
     out_n, masks_n = naive(inputs)
     torch.testing.assert_close(out_f, out_n, atol=ATOL, rtol=0)
     torch.testing.assert_close(masks_f, masks_n, atol=ATOL, rtol=0)
+    with torch.no_grad():  # the in-place chunk writing of inference
+        out_i, masks_i = fast(inputs)
+    torch.testing.assert_close(out_i, out_n, atol=ATOL, rtol=0)
+    torch.testing.assert_close(masks_i, masks_n, atol=ATOL, rtol=0)
     assert torch.isfinite(out_f).all()
 
 
@@ -168,3 +172,16 @@ def test_encoder_with_rma_layers(style, tiny_clip):
             torch.testing.assert_close(p_fast.grad, p_naive.grad, atol=1e-4, rtol=1e-4)
         else:
             assert not p_fast.requires_grad and p_fast.grad is None, name
+
+
+@pytest.mark.parametrize('style', ['paper', 'official'])
+def test_activation_checkpointing_gives_same_gradients(style):
+    inputs = make_inputs(masks=7)
+    grads = []
+    for with_cp in (False, True):
+        layer = make_layer(style, chunk_size=3, with_cp=with_cp).train()
+        out, masks = layer(inputs)
+        (out.square().sum() + masks.sigmoid().mean()).backward()
+        grads.append([p.grad.clone() for p in layer.parameters()])
+    for g_plain, g_cp in zip(*grads):
+        torch.testing.assert_close(g_cp, g_plain, atol=1e-8, rtol=1e-6)

@@ -40,13 +40,15 @@ def mask_patch_coverage(mask_logits: Tensor, patch_size: Tuple[int, int]) -> Ten
         patch order (the order of CLIP's patch tokens).
     """
     b, m = mask_logits.shape[:2]
-    binary = (mask_logits >= 0).to(mask_logits.dtype)
     if m == 0:
         h, w = mask_logits.shape[-2:]
         return mask_logits.new_zeros(b, 0, (h // patch_size[0]) * (w // patch_size[1]),
                                      dtype=torch.bool)
-    pooled = F.max_pool2d(binary.flatten(0, 1), kernel_size=patch_size, stride=patch_size)
-    return pooled.view(b, m, -1) > 0
+    # the largest logit of a patch is >= 0 iff one of its pixels is covered
+    # (pooling the logits themselves needs no full-resolution temporary)
+    pooled = F.max_pool2d(mask_logits.detach().flatten(0, 1), kernel_size=patch_size,
+                          stride=patch_size)
+    return pooled.view(b, m, -1) >= 0
 
 
 def mask_token_attention_mask(coverage: Tensor, num_prefix_tokens: int = 1) -> Tensor:

@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import constant_init, kaiming_init
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from mmdet.registry import MODELS
 from mmdet.utils import OptMultiConfig
@@ -37,7 +38,10 @@ class QuickGELU(nn.Module):
     """``x * sigmoid(1.702 x)``, the activation of OpenAI's CLIP."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return x * torch.sigmoid(1.702 * x)
+        # inference: one temporary instead of two
+        return x.mul_(x.mul(1.702).sigmoid_())
 
 
 def mask_patches(values: Tensor, patch_size: Tuple[int, int]) -> Tensor:
@@ -72,8 +76,11 @@ class RelativeMaskAttention(MaskTokenAttention):
             Default ``'paper'``.
         impl (str): ``'fast'`` (folded, chunked) or ``'naive'`` (reference).
             Default ``'fast'``.
-        chunk_size (int): mask tokens per chunk of f_r's non-linear part in
-            the fast path. Default 8.
+        chunk_size (int): mask tokens per chunk in the fast path (bounds its
+            peak memory). Default 8.
+        with_cp (bool): in training, recompute each chunk in the backward
+            pass instead of storing its activations (bounds training memory
+            too, at the cost of a second forward). Default False.
         refine_channels (int): hidden channels of f_r in the paper style.
             Default 256.
         refine_masks (bool): False drops the refinement (the paper's
@@ -91,6 +98,7 @@ class RelativeMaskAttention(MaskTokenAttention):
                  style: str = 'paper',
                  impl: str = 'fast',
                  chunk_size: int = 8,
+                 with_cp: bool = False,
                  refine_channels: int = 256,
                  refine_masks: bool = True,
                  init_cfg: OptMultiConfig = None) -> None:
@@ -104,6 +112,7 @@ class RelativeMaskAttention(MaskTokenAttention):
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims {embed_dims} is not divisible by {num_heads} heads.')
         self.style, self.impl, self.chunk_size = style, impl, chunk_size
+        self.with_cp = with_cp
         self.refines_masks = refine_masks
         ph, pw = self.patch_size
         # f2: mask patch tokens, the architecture of CLIP's patch embedding.
@@ -160,103 +169,165 @@ class RelativeMaskAttention(MaskTokenAttention):
         k_m = _heads(self.key_proj_m(patch_tokens), self.num_heads)  # B N h d
         return (q_m * k_m[:, None]).sum(-1).permute(0, 3, 1, 2)
 
-    def relative_logits_fast(self, mask_logits: Tensor, patch_tokens: Tensor) -> Tensor:
-        """``A'`` folded through f2 and phi_Qm (and LayerNorm): ``O(M H W)``.
+    def patch_terms(self, patch_tokens: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Per-patch factors of the folded ``A'`` (independent of the masks).
 
         With ``x`` the ``ph*pw`` mask pixels of a patch, f2 is ``W2 x + b2``.
-        Paper: ``phi_Qm(W2 x + b2) = A x + a`` so ``A'_h = x . (A_h^T K_h) +
-        a_h . K_h``. Official: LayerNorm's mean and variance over channels are
-        a linear and a quadratic form of ``x``, so ``A'_h = (x . u_h + o_h) / s +
-        beta_h . K_h`` with per-patch ``u, o`` and per-(mask, patch) ``s``.
+        Paper: ``phi_Qm(W2 x + b2) = A x + a``, so ``A'_h = x . u_h + o_h`` with
+        ``u_h = A_h^T K_h`` and ``o_h = a_h . K_h``. Official: LayerNorm's mean
+        and variance over channels are a linear and a quadratic form of ``x``,
+        so ``A'_h = (x . u_h + o_h) / s + t_h`` with ``u_h = Wc_h^T (gamma K)_h``,
+        ``o_h = bc_h . (gamma K)_h``, ``t_h = beta_h . K_h`` (``Wc, bc``: f2
+        centred over channels) and ``s`` the per-(mask, patch) LayerNorm std.
+
+        Args:
+            patch_tokens (Tensor): ``ln_1``-normalised patches ``(B, N, W)``.
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: ``u`` ``(B, N, h, P)``, ``o`` and
+            ``t`` ``(B, N, h)`` (``t`` is zero in the paper style).
         """
         heads = self.num_heads
-        x = mask_patches(self._mask_input(mask_logits), self.patch_size)  # B M N P
         w2 = self.mask_patch_embed.weight.flatten(1)  # W x P
         b2 = self.mask_patch_embed.bias
         k_m = _heads(self.key_proj_m(patch_tokens), heads)  # B N h d
         if self.style == 'paper':
             lin = self.query_proj_m
-            a_mat = _heads((lin.weight @ w2).t(), heads)  # P h d
-            a_vec = _heads(lin.weight @ b2 + lin.bias, heads)  # h d
-            u = torch.einsum('phd,bnhd->bnhp', a_mat, k_m)
-            offset = torch.einsum('hd,bnhd->bnh', a_vec, k_m)
-            return torch.einsum('bmnp,bnhp->bhmn', x, u) + offset.permute(0, 2, 1)[:, :, None]
+            u = torch.einsum('phd,bnhd->bnhp', _heads((lin.weight @ w2).t(), heads), k_m)
+            offset = torch.einsum('hd,bnhd->bnh', _heads(lin.weight @ b2 + lin.bias, heads), k_m)
+            return u, offset, torch.zeros_like(offset)
         norm = self.query_proj_m
-        wc = w2 - w2.mean(0, keepdim=True)  # centred: T - mean(T) = wc x + bc
+        wc = w2 - w2.mean(0, keepdim=True)
         bc = b2 - b2.mean()
-        dims = float(self.embed_dims)
-        gram = wc.t() @ wc / dims  # P x P
-        lin = wc.t() @ bc / dims  # P
-        const = bc @ bc / dims
-        var = torch.einsum('bmnp,pq,bmnq->bmn', x, gram, x) + 2 * x @ lin + const
-        inv_std = torch.rsqrt(var + norm.eps)  # B M N
         gk = k_m * _heads(norm.weight, heads)  # gamma * K: B N h d
         u = torch.einsum('phd,bnhd->bnhp', _heads(wc.t(), heads), gk)
         offset = torch.einsum('hd,bnhd->bnh', _heads(bc, heads), gk)
         shift = torch.einsum('hd,bnhd->bnh', _heads(norm.bias, heads), k_m)
-        centred = torch.einsum('bmnp,bnhp->bhmn', x, u) + offset.permute(0, 2, 1)[:, :, None]
-        return centred * inv_std[:, None] + shift.permute(0, 2, 1)[:, :, None]
+        return u, offset, shift
+
+    def relative_logits_folded(self, mask_logits: Tensor,
+                               terms: Tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        """``A'`` of some masks from :meth:`patch_terms`: ``O(m H W)`` memory.
+
+        Args:
+            mask_logits (Tensor): ``(B, m, H, W)``.
+            terms (tuple[Tensor, Tensor, Tensor]): from :meth:`patch_terms`.
+
+        Returns:
+            Tensor: ``(B, h, m, N)``.
+        """
+        u, offset, shift = terms
+        x = mask_patches(self._mask_input(mask_logits), self.patch_size)  # B m N P
+        rel = torch.einsum('bmnp,bnhp->bhmn', x, u) + offset.permute(0, 2, 1)[:, :, None]
+        if self.style == 'paper':
+            return rel
+        w2 = self.mask_patch_embed.weight.flatten(1)
+        wc = w2 - w2.mean(0, keepdim=True)
+        bc = self.mask_patch_embed.bias - self.mask_patch_embed.bias.mean()
+        dims = float(self.embed_dims)
+        # variance over channels of f2(x): x^T G x + 2 x . l + c
+        var = ((x @ (wc.t() @ wc / dims)) * x).sum(-1) + 2 * x @ (wc.t() @ bc / dims) \
+            + bc @ bc / dims
+        inv_std = torch.rsqrt(var + self.query_proj_m.eps)  # B m N
+        return rel * inv_std[:, None] + shift.permute(0, 2, 1)[:, :, None]
+
+    def relative_logits_fast(self, mask_logits: Tensor, patch_tokens: Tensor) -> Tensor:
+        """``A'`` folded through f2 and phi_Qm (LayerNorm included), see
+        :meth:`patch_terms`; same output as :meth:`relative_logits_naive`."""
+        return self.relative_logits_folded(mask_logits, self.patch_terms(patch_tokens))
 
     # ----------------------------------------------------------------- Eq. 5
     def _refine_chunk(self, q: Tensor, k: Tensor, grid: Tuple[int, int]) -> Tensor:
         """f_r on ``q_i * k_j`` for a chunk of masks: ``(B, m, W), (B, N, W)``
-        -> residual ``(B, m, H, W)``."""
-        b, m, _ = q.shape
-        prod = q[:, :, None] * k[:, None]  # B m N W
-        prod = prod.view(b * m, *grid, -1).permute(0, 3, 1, 2)
-        res = self._pixel_shuffle(self.refiner(prod))
-        return res.view(b, m, *res.shape[-2:])
+        -> residual ``(B, m, H, W)``.
 
-    def _pixel_shuffle(self, x: Tensor) -> Tensor:
-        """``(n, ph*pw, gh, gw)`` -> ``(n, 1, gh*ph, gw*pw)``: channel
-        ``dy * pw + dx`` of patch ``(y, x)`` is pixel ``(y*ph + dy, x*pw + dx)``
-        (``F.pixel_shuffle`` for square patches)."""
-        n, _, gh, gw = x.shape
-        ph, pw = self.patch_size
-        return x.view(n, ph, pw, gh, gw).permute(0, 3, 1, 4, 2).reshape(n, 1, gh * ph, gw * pw)
-
-    def refine(self, q_scaled: Tensor, k_patch: Tensor, grid: Tuple[int, int]) -> Tensor:
-        """Mask residual ``f_r(q_i * k_j)`` of Eq. 5.
-
-        Args:
-            q_scaled (Tensor): mask-token queries / sqrt(d), heads
-                concatenated ``(B, M, W)``.
-            k_patch (Tensor): patch keys, heads concatenated ``(B, N, W)``.
-            grid (tuple[int, int]): the patch grid.
-
-        Returns:
-            Tensor: ``(B, M, H, W)`` residual logits.
+        The 1x1 convolutions run as linear maps on the channels-last product
+        (no permuted copy), then each patch's ``ph*pw`` outputs become its
+        pixels (pixel shuffle: channel ``dy * pw + dx`` of patch ``(y, x)`` is
+        pixel ``(y*ph + dy, x*pw + dx)``).
         """
-        if self.impl == 'naive' or q_scaled.shape[1] <= self.chunk_size:
-            return self._refine_chunk(q_scaled, k_patch, grid)
-        return torch.cat([
-            self._refine_chunk(q, k_patch, grid)
-            for q in q_scaled.split(self.chunk_size, dim=1)
-        ], dim=1)
+        b, m, _ = q.shape
+        x = q[:, :, None] * k[:, None]  # B m N W
+        for layer in self.refiner:
+            if isinstance(layer, nn.Conv2d):
+                x = F.linear(x, layer.weight.flatten(1), layer.bias)
+            else:
+                x = layer(x)
+        (gh, gw), (ph, pw) = grid, self.patch_size
+        x = x.view(b, m, gh, gw, ph, pw).permute(0, 1, 2, 4, 3, 5)
+        return x.reshape(b, m, gh * ph, gw * pw)
+
+    def _attend_chunk(self, q: Tensor, k: Tensor, v: Tensor, rel: Tensor,
+                      coverage: Tensor) -> Tensor:
+        """Eq. 4 for some mask tokens: ``q`` ``(B, h, m, d)``, ``rel`` ``(B, h, m,
+        N)``, bool ``coverage`` ``(B, m, N)`` -> ``(B, h, m, d)``."""
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        logits = (q @ k.transpose(-2, -1)) * scale  # B h m L
+        patch_logits = (logits[..., 1:] + rel * scale) / 2
+        logits = torch.cat([logits[..., :1], patch_logits], dim=-1)
+        logits = logits.masked_fill(~mask_token_attention_mask(coverage), float('-inf'))
+        return logits.softmax(dim=-1) @ v
+
+    def _forward_chunk(self, q: Tensor, k: Tensor, v: Tensor, mask_logits: Tensor,
+                       coverage: Tensor, patch_tokens: Tensor, terms, grid: Tuple[int, int]
+                       ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Attention output and refined masks of ``m`` mask tokens."""
+        if terms is None:
+            rel = self.relative_logits_naive(mask_logits, patch_tokens)
+        else:
+            rel = self.relative_logits_folded(mask_logits, terms)
+        out = self._attend_chunk(q, k, v, rel, coverage)
+        if self.refiner is None:
+            return out, None
+        b, h, m, d = q.shape
+        q_scaled = (q / math.sqrt(d)).transpose(1, 2).reshape(b, m, h * d)
+        k_patch = k[:, :, 1:].transpose(1, 2).reshape(b, -1, h * d)
+        return out, mask_logits + self._refine_chunk(q_scaled, k_patch, grid)
 
     def forward(self, inputs: MaskTokenBlockInputs) -> Tuple[Tensor, Optional[Tensor]]:
         """Relative mask attention (Eq. 3-4) and refinement (Eq. 5).
+
+        The fast path runs over chunks of ``chunk_size`` mask tokens (with
+        ``with_cp``, each chunk is recomputed in the backward pass instead of
+        keeping its activations), so its peak memory does not grow with
+        ``M x N x W``; the naive path takes all mask tokens at once.
 
         Returns:
             tuple[Tensor, Tensor | None]: attention output ``(B, h, M, d)`` and
             refined mask logits ``(B, M, H, W)`` (None if ``refine_masks`` is
             False).
         """
-        q, k, v = inputs.q_mask, inputs.k, inputs.v
-        scale = 1.0 / math.sqrt(q.shape[-1])
         patch_tokens = inputs.clip_tokens_normed[:, 1:]
-        rel = (self.relative_logits_naive if self.impl == 'naive' else
-               self.relative_logits_fast)(inputs.mask_logits, patch_tokens)
-        logits = (q @ k.transpose(-2, -1)) * scale  # B h M L
-        patch_logits = (logits[..., 1:] + rel * scale) / 2
-        logits = torch.cat([logits[..., :1], patch_logits], dim=-1)
-        allowed = mask_token_attention_mask(inputs.coverage)
-        logits = logits.masked_fill(~allowed, float('-inf'))
-        out = logits.softmax(dim=-1) @ v
-        if self.refiner is None:
-            return out, None
-        b, h, m, d = q.shape
-        q_scaled = (q * scale).transpose(1, 2).reshape(b, m, h * d)
-        k_patch = k[:, :, 1:].transpose(1, 2).reshape(b, -1, h * d)
-        residual = self.refine(q_scaled, k_patch, inputs.grid_size)
-        return out, inputs.mask_logits + residual
+        num = inputs.q_mask.shape[2]
+        if self.impl == 'naive':
+            terms, step = None, max(num, 1)
+        else:
+            terms, step = self.patch_terms(patch_tokens), self.chunk_size
+        if num <= step:
+            return self._forward_chunk(inputs.q_mask, inputs.k, inputs.v, inputs.mask_logits,
+                                       inputs.coverage, patch_tokens, terms, inputs.grid_size)
+        grad = torch.is_grad_enabled()
+        outs, masks = [], []
+        if not grad:  # write chunks in place: no second copy of the masks
+            outs = inputs.q_mask.new_empty(inputs.q_mask.shape)
+            masks = inputs.mask_logits.new_empty(inputs.mask_logits.shape) \
+                if self.refiner is not None else None
+        for start in range(0, num, step):
+            sl = slice(start, start + step)
+            args = (inputs.q_mask[:, :, sl], inputs.k, inputs.v, inputs.mask_logits[:, sl],
+                    inputs.coverage[:, sl], patch_tokens, terms, inputs.grid_size)
+            if self.with_cp and self.training and grad:
+                out, refined = checkpoint(self._forward_chunk, *args, use_reentrant=False)
+            else:
+                out, refined = self._forward_chunk(*args)
+            if grad:
+                outs.append(out)
+                masks.append(refined)
+            else:
+                outs[:, :, sl] = out
+                if masks is not None:
+                    masks[:, sl] = refined
+        if not grad:
+            return outs, masks
+        out = torch.cat(outs, dim=2)
+        return out, (torch.cat(masks, dim=1) if self.refiner is not None else None)

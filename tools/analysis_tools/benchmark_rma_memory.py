@@ -1,0 +1,139 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Peak memory and time of one Relative Mask Attention layer vs a plain block.
+
+Each variant runs in a fresh child process on a one-block CLIP of ViT-L/14's
+width (1024, 16 heads, patch 14) at a 644-pixel input (46 x 46 patches, the
+multiple of 14 nearest the paper's 640) with ``M`` mask tokens, random
+weights. Variants:
+
+- ``plain``: the block with plain mask-token attention (Eq. 1-2);
+- ``rma-naive``: the block with an RMA layer, reference implementation;
+- ``rma-fast``: the block with an RMA layer, folded/chunked implementation.
+
+Peak memory is the rise of the process' peak RSS (Linux ``VmHWM``, reset
+just before the measured call) over the RSS before it, on the CPU; with
+``--device cuda``, ``torch.cuda.max_memory_allocated`` over the allocation
+before. Inputs (image, mask logits) exist before the measurement and are
+not counted; the RMA layer's refined masks (an output as large as the
+input masks) are.
+
+Example::
+
+    python tools/analysis_tools/benchmark_rma_memory.py --num-masks 100 --size 644
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+VARIANTS = ('plain', 'rma-naive', 'rma-fast')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--num-masks', type=int, default=100)
+    parser.add_argument('--size', type=int, default=644, help='input size (multiple of 14)')
+    parser.add_argument('--width', type=int, default=1024)
+    parser.add_argument('--heads', type=int, default=16)
+    parser.add_argument('--style', default='official', choices=['paper', 'official'])
+    parser.add_argument('--chunk-size', type=int, default=8)
+    parser.add_argument('--mode', default='inference', choices=['inference', 'training'],
+                        help='training: forward + backward (fast path with with_cp)')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _rss_mib(field: str) -> float:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f'{field} not in /proc/self/status')
+
+
+def run_child(args) -> dict:
+    import open_clip
+    import torch
+
+    from mmmaskclip.models import MaskCLIPVisualEncoder
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    clip = open_clip.CLIP(
+        embed_dim=768,
+        vision_cfg=dict(image_size=args.size, layers=1, width=args.width, patch_size=14,
+                        head_width=args.width // args.heads),
+        text_cfg=dict(width=64, heads=1, layers=1))
+    overrides = None
+    if args.child != 'plain':
+        overrides = {0: dict(type='RelativeMaskAttention', style=args.style,
+                             impl=args.child.split('-')[1], chunk_size=args.chunk_size,
+                             with_cp=args.mode == 'training')}
+    enc = MaskCLIPVisualEncoder(clip=clip, mask_attention_overrides=overrides).to(device)
+    enc.init_weights()
+    enc.train(args.mode == 'training')
+    images = torch.randn(1, 3, args.size, args.size, device=device)
+    masks = torch.randn(1, args.num_masks, args.size // 4, args.size // 4, device=device)
+    masks = torch.nn.functional.interpolate(masks, size=(args.size, args.size))
+
+    def step():
+        with torch.set_grad_enabled(args.mode == 'training'):
+            out = enc(images, masks)
+            if args.mode == 'training' and args.child != 'plain':
+                (out.region_embeds.sum() + out.mask_logits[-1].mean()).backward()
+        return out
+
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        base = _rss_mib('VmRSS')
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # reset the peak RSS (VmHWM)
+    start = time.perf_counter()
+    out = step()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        peak = _rss_mib('VmHWM') - base
+    masks_out = sum(m.numel() * m.element_size() for m in out.mask_logits) / 2**20
+    return dict(variant=args.child, peak_mib=peak, seconds=time.perf_counter() - start,
+                masks_out_mib=masks_out)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        print(json.dumps(run_child(args)))
+        return
+    results = {}
+    for variant in args.variants:
+        cmd = [sys.executable, os.path.abspath(__file__), '--child', variant]
+        for key in ('num_masks', 'size', 'width', 'heads', 'style', 'chunk_size', 'mode',
+                    'device'):
+            cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        results[variant] = json.loads(out.strip().splitlines()[-1])
+    grid = args.size // 14
+    print(f'one block, width {args.width}, {args.heads} heads, {args.size}px '
+          f'({grid}x{grid} patches), M={args.num_masks}, style={args.style}, '
+          f'chunk={args.chunk_size}, mode={args.mode}, device={args.device}')
+    print('  (refined masks: the RMA output, as large as the input masks; working = '
+          'peak - refined masks)')
+    ref = results.get('plain')
+    for variant, res in results.items():
+        work = res['peak_mib'] - res['masks_out_mib']
+        ratio = (f"  {res['peak_mib'] / ref['peak_mib']:.2f}x plain peak, "
+                 f"{work / ref['peak_mib']:.2f}x plain working") if ref else ''
+        print(f"  {variant:10s} peak +{res['peak_mib']:8.1f} MiB (refined masks "
+              f"{res['masks_out_mib']:6.1f}, working {work:8.1f})  {res['seconds']:6.2f} s"
+              f'{ratio}')
+
+
+if __name__ == '__main__':
+    main()
