@@ -22,6 +22,11 @@ class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             training-free variant such as MaskCLIP w/o RMA).
     """
 
+    def add_params(self, params, module: nn.Module, prefix: str = '', **kwargs) -> None:
+        """Skip wholly frozen sub-modules (no warning per frozen parameter)."""
+        if any(p.requires_grad for p in module.parameters()):
+            super().add_params(params, module, prefix=prefix, **kwargs)
+
     def __call__(self, model: nn.Module) -> OptimWrapper:
         module = model.module if hasattr(model, 'module') else model
         if not any(p.requires_grad for p in module.parameters()):

@@ -88,9 +88,11 @@ class MaskCLIP(BaseDetector):
         self.visual_encoder = MODELS.build(with_clip(visual_encoder, clip_model))
         self.text_encoder = MODELS.build(with_clip(text_encoder, clip_model))
         self.head = MODELS.build(head) if head else None
-        self.test_cfg = dict(panoptic_on=True, instance_on=True, semantic_on=True,
-                             object_mask_thr=0.5, iou_thr=0.5, max_per_image=100,
-                             filter_low_score=True, **(test_cfg or {}))
+        self.test_cfg = {
+            **dict(panoptic_on=True, instance_on=True, semantic_on=True, object_mask_thr=0.5,
+                   iou_thr=0.5, max_per_image=100, filter_low_score=True),
+            **(test_cfg or {})
+        }
         self.fusion_head = MODELS.build(dict(
             fusion_head, num_things_classes=num_things_classes,
             num_stuff_classes=num_stuff_classes,
