@@ -74,6 +74,10 @@ def test_train_resume_and_refine(setup):
     runner.register_hook(RecordLoss(), priority='LOWEST')
     runner.train()
 
+    # 0. frozen parts stayed in eval mode through training, RMA layers did not
+    assert not model.proposer.training and not model.text_encoder.training
+    assert not model.visual_encoder.clip_visual.training
+    assert model.visual_encoder.mask_attention[1].training
     # 1. loss decreases
     assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:8]) / 8, losses
     # 2. frozen parameters did not change, and stayed frozen
