@@ -22,11 +22,11 @@ from typing import List, Optional
 # Only light imports here: ``--help`` and argument errors stay fast (mim
 # runs ``train.py -h`` before every training). torch, mmdet and mmmaskclip
 # are imported by ``main``.
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
-
-class ToolError(Exception):
-    """A problem with the command line, reported as one line, no traceback."""
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+from tool_common import (ToolError, add_common_args, build_runner,  # noqa: E402
+                         load_cfg, merge_common_args, prepare)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -64,24 +64,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         metavar='CHECKPOINT',
         help='resume training: from CHECKPOINT if given, otherwise from the '
         'latest checkpoint in the work directory')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries with key=value pairs, e.g. '
-        'train_cfg.max_iters=100 model.clip.pretrained=None; lists as '
-        'key="[a,b]" or key=a,b, nested as key="[(a,b),(c,d)]" (quotes '
-        'needed, no spaces)')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='distributed job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
-    # --local_rank (older); torchrun sets LOCAL_RANK instead.
-    parser.add_argument(
-        '--local_rank', '--local-rank', type=int, default=0,
-        help=argparse.SUPPRESS)
+    add_common_args(parser, 'train_cfg.max_iters=100 model.clip.pretrained=None')
     return parser.parse_args(argv)
 
 
@@ -98,16 +81,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     Raises:
         ToolError: If an option cannot apply to this config.
     """
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # Work directory: command line, then the config, then the config name.
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        stem = osp.splitext(osp.basename(args.config))[0]
-        cfg.work_dir = osp.join('./work_dirs', stem)
+    merge_common_args(cfg, args)
 
     if args.amp:
         optim_wrapper = cfg.get('optim_wrapper', None)
@@ -157,26 +131,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
         ToolError: If the config file does not exist or an option cannot
             apply to it.
     """
-    if not osp.isfile(args.config):
-        raise ToolError(f'config file not found: {args.config}')
-    return merge_args(Config.fromfile(args.config), args)
-
-
-def import_mmmaskclip() -> None:
-    """Import mmmaskclip, from this checkout if it is not installed.
-
-    The import registers mmmaskclip's modules and the ``weights_only``
-    allow-list that resuming from Runner checkpoints needs.
-    """
-    try:
-        import mmmaskclip  # noqa: F401
-    except ModuleNotFoundError as err:
-        if err.name != 'mmmaskclip':
-            raise
-        # realpath: under mim, this file is reached through .mim/tools.
-        repo_root = osp.dirname(osp.dirname(osp.realpath(__file__)))
-        sys.path.insert(0, repo_root)
-        import mmmaskclip  # noqa: F401,F811
+    return load_cfg(args, merge_args)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -190,36 +145,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         int: The exit status.
     """
     args = parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    prog = osp.basename(__file__)
-    if not osp.isfile(args.config):
-        print(f'{prog}: error: config file not found: {args.config}',
-              file=sys.stderr)
-        return 2
-
-    # Before loading the config: its custom_imports may name mmmaskclip.
-    import_mmmaskclip()
-    try:
-        from mmdet.utils import setup_cache_size_limit_of_dynamo
-    except ImportError:
-        pass
-    else:
-        setup_cache_size_limit_of_dynamo()
-
-    try:
-        cfg = build_cfg(args)
-    except ToolError as err:
-        print(f'{prog}: error: {err}', file=sys.stderr)
-        return 2
-
-    from mmengine.registry import RUNNERS, init_default_scope
-    from mmengine.runner import Runner
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    runner.train()
+    cfg = prepare(args, __file__, [('config', args.config)], merge_args)
+    if isinstance(cfg, int):
+        return cfg
+    build_runner(cfg).train()
     return 0
 
 

@@ -4,7 +4,6 @@ import os.path as osp
 from typing import List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from mmengine.runner.checkpoint import load_checkpoint
 from mmengine.structures import InstanceData
 from torch import Tensor

@@ -1,0 +1,126 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""What tools/train.py and tools/test.py share: common options, config
+loading, one-line errors and building the runner.
+
+Only light imports at module level: ``--help`` must stay fast (mim runs
+``train.py -h`` before every training).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import Callable, Iterable, Tuple, Union
+
+from mmengine.config import Config, DictAction
+
+
+class ToolError(Exception):
+    """A problem with the command line, reported as one line, no traceback."""
+
+
+def add_common_args(parser: argparse.ArgumentParser, cfg_options_example: str) -> None:
+    """``--cfg-options``, ``--launcher`` and the launcher's ``--local-rank``."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help=f'override config entries with key=value pairs, e.g. {cfg_options_example}; '
+        'lists as key="[a,b]" or key=a,b, nested as key="[(a,b),(c,d)]" (quotes '
+        'needed, no spaces)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='distributed job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
+    # --local_rank (older); torchrun sets LOCAL_RANK instead.
+    parser.add_argument(
+        '--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+
+
+def merge_common_args(cfg: Config, args: argparse.Namespace) -> None:
+    """Launcher, ``--cfg-options`` and the work directory (command line, then
+    the config, then ``./work_dirs/<config name>``), in place."""
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        stem = osp.splitext(osp.basename(args.config))[0]
+        cfg.work_dir = osp.join('./work_dirs', stem)
+
+
+def load_cfg(args: argparse.Namespace,
+             merge_args: Callable[[Config, argparse.Namespace], Config]) -> Config:
+    """Load ``args.config`` and apply the command line with ``merge_args``.
+
+    Raises:
+        ToolError: If the config file does not exist or an option cannot
+            apply to it.
+    """
+    if not osp.isfile(args.config):
+        raise ToolError(f'config file not found: {args.config}')
+    return merge_args(Config.fromfile(args.config), args)
+
+
+def import_mmmaskclip(tool_file: str) -> None:
+    """Import mmmaskclip, from the checkout holding ``tool_file`` if it is
+    not installed. The import registers mmmaskclip's modules and the
+    ``weights_only`` allow-list that loading Runner checkpoints needs."""
+    try:
+        import mmmaskclip  # noqa: F401
+    except ModuleNotFoundError as err:
+        if err.name != 'mmmaskclip':
+            raise
+        # realpath: under mim, the tool is reached through .mim/tools.
+        sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(tool_file))))
+        import mmmaskclip  # noqa: F401,F811
+
+
+def prepare(args: argparse.Namespace, tool_file: str,
+            files: Iterable[Tuple[str, str]],
+            merge_args: Callable[[Config, argparse.Namespace], Config]
+            ) -> Union[Config, int]:
+    """Check the input files, import mmmaskclip and build the config.
+
+    Args:
+        args (argparse.Namespace): the parsed command line.
+        tool_file (str): ``__file__`` of the calling tool.
+        files (Iterable[tuple[str, str]]): ``(what, path)`` that must exist
+            (URLs are not checked).
+        merge_args (Callable): the tool's own option merging.
+
+    Returns:
+        Config | int: the config, or the exit status (2) after printing one
+        line to stderr.
+    """
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    prog = osp.basename(tool_file)
+    for what, path in files:
+        if '://' not in path and not osp.isfile(path):
+            print(f'{prog}: error: {what} file not found: {path}', file=sys.stderr)
+            return 2
+    # Before loading the config: its custom_imports may name mmmaskclip.
+    import_mmmaskclip(tool_file)
+    try:
+        from mmdet.utils import setup_cache_size_limit_of_dynamo
+    except ImportError:
+        pass
+    else:
+        setup_cache_size_limit_of_dynamo()
+    try:
+        return load_cfg(args, merge_args)
+    except ToolError as err:
+        print(f'{prog}: error: {err}', file=sys.stderr)
+        return 2
+
+
+def build_runner(cfg: Config):
+    """The runner of ``cfg`` (``runner_type`` if set, else mmengine's)."""
+    from mmengine.registry import RUNNERS, init_default_scope
+    from mmengine.runner import Runner
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
