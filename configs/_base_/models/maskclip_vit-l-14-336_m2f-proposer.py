@@ -44,10 +44,13 @@ model = dict(
     void_class='other',
     logit_scale=100.0,
     encoder_input_size=(336, 336),
-    test_cfg=dict(
+    # Mask2Former's inference rules; the authors' COCO thresholds
+    # (ADE20K: object_mask_thr=0.3).
+    post_processor=dict(
+        type='UniversalPostProcessor',
         panoptic_on=True,
         instance_on=True,
         semantic_on=True,
         object_mask_thr=0.5,
-        iou_thr=0.5,
+        overlap_thr=0.5,
         max_per_image=100))

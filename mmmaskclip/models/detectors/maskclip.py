@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmengine.structures import InstanceData, PixelData
+from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet.models.detectors.base import BaseDetector
@@ -15,6 +15,7 @@ from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..backbones import RegionEncoderOutput
 from ..clip_loader import ClipConfig, build_clip_model, with_clip
+from ..post_processing import void_column
 from ..proposers import GTMaskProposer, MaskProposals
 
 #: Parts whose weights come from their own sources (CLIP, proposer), not
@@ -37,13 +38,16 @@ class MaskCLIP(BaseDetector):
         text_encoder (dict): ``MaskCLIPTextEncoder`` config (without ``clip``).
         head (dict, optional): ``MaskCLIPHead`` (matching and losses); only
             needed for training.
-        fusion_head (dict): panoptic/instance post-processing (mmdet's
-            ``MaskFormerFusionHead``); gets the class counts and ``test_cfg``.
-        num_things_classes (int): things come first in the vocabulary.
+        post_processor (dict): semantic + instance + panoptic outputs
+            (``UniversalPostProcessor``); ``test_cfg`` entries override it.
+        num_things_classes (int): things come first in the vocabulary; used
+            with ``class_names`` and for samples that carry no
+            ``stuff_text`` (a vocabulary from the samples' ``text`` and
+            ``stuff_text`` has ``len(text)`` things).
         num_stuff_classes (int): stuff classes follow.
         class_names (Sequence[str], optional): a fixed vocabulary; by default
-            it is read from each batch's samples (``text`` metainfo, which
-            mmdet datasets add with ``return_classes=True``).
+            it is read from each batch's samples (``text`` and ``stuff_text``
+            metainfo, which mmdet datasets add with ``return_classes=True``).
         void_class (str, optional): at test time a text column for this name
             is appended and proposals it wins are dropped (the authors'
             ``'other'``); None appends a column that never wins.
@@ -52,8 +56,9 @@ class MaskCLIP(BaseDetector):
             resized to this before CLIP (the authors squash to 336x336);
             None keeps the batch size, padded to a multiple of the patch.
         train_cfg (dict, optional): unused (the head has its own).
-        test_cfg (dict, optional): ``panoptic_on``, ``instance_on``,
-            ``semantic_on`` and the fusion head's thresholds.
+        test_cfg (dict, optional): overrides of ``post_processor``
+            (``panoptic_on``, ``instance_on``, ``semantic_on``,
+            ``object_mask_thr``, ``overlap_thr``, ``max_per_image``).
         data_preprocessor (dict, optional): must leave images in RGB 0-255
             (no mean/std): CLIP and the proposer normalise for themselves.
         init_cfg (dict or list[dict], optional): initialisation config.
@@ -65,7 +70,7 @@ class MaskCLIP(BaseDetector):
                  visual_encoder: ConfigType = dict(type='MaskCLIPVisualEncoder'),
                  text_encoder: ConfigType = dict(type='MaskCLIPTextEncoder'),
                  head: OptConfigType = dict(type='MaskCLIPHead'),
-                 fusion_head: ConfigType = dict(type='MaskFormerFusionHead'),
+                 post_processor: ConfigType = dict(type='UniversalPostProcessor'),
                  num_things_classes: int = 80,
                  num_stuff_classes: int = 53,
                  class_names: Optional[Sequence[str]] = None,
@@ -88,15 +93,7 @@ class MaskCLIP(BaseDetector):
         self.visual_encoder = MODELS.build(with_clip(visual_encoder, clip_model))
         self.text_encoder = MODELS.build(with_clip(text_encoder, clip_model))
         self.head = MODELS.build(head) if head else None
-        self.test_cfg = {
-            **dict(panoptic_on=True, instance_on=True, semantic_on=True, object_mask_thr=0.5,
-                   iou_thr=0.5, max_per_image=100, filter_low_score=True),
-            **(test_cfg or {})
-        }
-        self.fusion_head = MODELS.build(dict(
-            fusion_head, num_things_classes=num_things_classes,
-            num_stuff_classes=num_stuff_classes,
-            test_cfg=dict(self.test_cfg, semantic_on=False)))
+        self.post_processor = MODELS.build(dict(post_processor, **(test_cfg or {})))
         self.num_things_classes = num_things_classes
         self.num_stuff_classes = num_stuff_classes
         self.class_names = list(class_names) if class_names else None
@@ -119,15 +116,24 @@ class MaskCLIP(BaseDetector):
                 "datasets) to PackDetInputs' meta_keys.")
         return list(meta['text']) + list(meta.get('stuff_text') or [])
 
+    def num_things(self, batch_data_samples: SampleList) -> int:
+        """How many of the vocabulary's first classes are things."""
+        meta = batch_data_samples[0].metainfo if batch_data_samples else {}
+        if not self.class_names and meta.get('text') and 'stuff_text' in meta:
+            return len(meta['text'])
+        return self.num_things_classes
+
     def gt_segments(self, batch_data_samples: SampleList) -> List[InstanceData]:
         """Ground-truth things and stuff of each image as ``labels`` ``(K,)``
         and bool ``masks`` ``(K, Hp, Wp)`` (mmdet's panoptic preprocessing)."""
         segments = []
+        num_things = self.num_things(batch_data_samples)
+        num_stuff = len(self.vocabulary(batch_data_samples)) - num_things
         for sample in batch_data_samples:
             sem_seg = sample.gt_sem_seg.sem_seg if 'gt_sem_seg' in sample else None
             labels, masks = preprocess_panoptic_gt(
                 sample.gt_instances.labels, sample.gt_instances.masks, sem_seg,
-                self.num_things_classes, self.num_stuff_classes)
+                num_things, num_stuff)
             segments.append(InstanceData(labels=labels, masks=masks.bool()))
         return segments
 
@@ -185,49 +191,35 @@ class MaskCLIP(BaseDetector):
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
-        """Panoptic, instance and semantic predictions for the vocabulary."""
+        """Semantic, panoptic and instance predictions for the vocabulary.
+
+        Each sample gets ``pred_sem_seg``, ``pred_panoptic_seg`` and
+        ``pred_instances`` (those the post-processor has enabled), at the
+        original image size when ``rescale`` (else at ``img_shape``).
+        """
         names = self.vocabulary(batch_data_samples)
+        num_things = self.num_things(batch_data_samples)
         with_void = names + [self.void_class] if self.void_class else names
         proposals, regions, cls_logits = self.encode(batch_inputs, batch_data_samples,
                                                      with_void)
-        if not self.void_class:
-            cls_logits = F.pad(cls_logits, (0, 1), value=float('-inf'))
-        # padded slots always go to the void column
-        void = torch.full_like(cls_logits, float('-inf'))
-        void[..., -1] = 0
-        cls_logits = torch.where(regions.valid[..., None], cls_logits, void)
+        cls_logits = void_column(cls_logits, regions.valid, append=not self.void_class)
         masks = self.final_masks(proposals, regions, tuple(batch_inputs.shape[-2:]))
-        # mmdet's instance post-processing takes the top-k of M x C scores
-        num_scores = cls_logits.shape[1] * (cls_logits.shape[2] - 1)
-        self.fusion_head.test_cfg['max_per_image'] = min(self.test_cfg['max_per_image'],
-                                                         num_scores)
-        results = self.fusion_head.predict(cls_logits, masks, batch_data_samples,
-                                           rescale=rescale)
-        for sample, result, cls, mask in zip(batch_data_samples, results, cls_logits, masks):
-            if 'pan_results' in result:
-                sample.pred_panoptic_seg = result['pan_results']
-            if 'ins_results' in result:
-                sample.pred_instances = result['ins_results']
-            if self.test_cfg.get('semantic_on'):
-                sample.pred_sem_seg = self.semantic_seg(cls, mask, sample.metainfo, rescale)
+        for sample, cls, mask in zip(batch_data_samples, cls_logits, masks):
+            mask = self.to_image(mask, sample.metainfo, rescale)
+            for key, value in self.post_processor(cls, mask, num_things).items():
+                setattr(sample, key, value)
         return batch_data_samples
 
-    def semantic_seg(self, cls_logits: Tensor, masks: Tensor, meta: dict,
-                     rescale: bool) -> PixelData:
-        """Mask2Former's semantic inference: ``argmax_c sum_q p(c|q) sigmoid(m_q)``.
-
-        Args:
-            cls_logits (Tensor): ``(M, C + 1)`` (last column void).
-            masks (Tensor): ``(M, Hp, Wp)`` logits over the padded image.
-        """
+    @staticmethod
+    def to_image(masks: Tensor, meta: dict, rescale: bool) -> Tensor:
+        """Masks over the padded batch ``(M, Hp, Wp)`` -> the image: crop the
+        padding (``img_shape``), then resize to ``ori_shape`` if ``rescale``."""
         h, w = meta['img_shape'][:2]
         masks = masks[:, :h, :w]
-        if rescale:
+        if rescale and tuple(meta['ori_shape'][:2]) != (h, w):
             masks = F.interpolate(masks[None], size=meta['ori_shape'][:2], mode='bilinear',
                                   align_corners=False)[0]
-        probs = cls_logits.softmax(-1)[:, :-1]
-        seg = torch.einsum('qc,qhw->chw', probs, masks.sigmoid())
-        return PixelData(sem_seg=seg.argmax(0, keepdim=True))
+        return masks
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList
                  ) -> Tuple[Tensor, List[Tensor]]:

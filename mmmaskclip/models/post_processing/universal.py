@@ -1,0 +1,166 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Semantic, instance and panoptic segmentation from one set of proposals.
+
+Mask2Former's inference rules (the authors' post-processing) on the class
+logits and mask logits of ``M`` proposals, with the open-vocabulary details
+done once: things are the first ``T`` of the ``C`` vocabulary classes, a void
+column (the authors' ``'other'``) is the last logit column and is never a
+label, and every vocabulary class, the last one included, can be predicted.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData, PixelData
+from torch import Tensor
+
+from mmdet.registry import MODELS
+from mmdet.structures.mask import mask2bbox
+
+#: mmdet's panoptic id convention: ``label + instance_id * INSTANCE_OFFSET``.
+INSTANCE_OFFSET = 1000
+
+
+@MODELS.register_module()
+class UniversalPostProcessor(BaseModule):
+    """One pass from proposals to ``pred_sem_seg``, ``pred_panoptic_seg`` and
+    ``pred_instances``.
+
+    Inputs per image are ``cls_logits`` ``(M, C + 1)`` (last column: void)
+    and ``mask_logits`` ``(M, H, W)`` at the output resolution.
+
+    - semantic: ``argmax_c sum_m p(c | m) sigmoid(mask_m)`` over the ``C``
+      classes (the void column is dropped after the softmax);
+    - panoptic: proposals whose best class (void included) is not void and
+      scores above ``object_mask_thr`` compete per pixel by
+      ``score * sigmoid(mask)``; a proposal keeps its pixels that also have
+      ``sigmoid(mask) >= 0.5``, and is dropped when the pixels it wins are
+      less than ``overlap_thr`` of its own ``sigmoid >= 0.5`` area; stuff of
+      one class merges into one segment. Ids: ``label`` for stuff, ``label +
+      k * 1000`` for the k-th thing (k >= 1); unassigned pixels get ``C``
+      (mmdet's VOID);
+    - instance: the top ``max_per_image`` (proposal, thing class) pairs by
+      class probability, masks ``logit > 0``, score = class probability x
+      mean mask probability inside the mask, boxes from the masks.
+
+    Args:
+        panoptic_on (bool): produce ``pred_panoptic_seg``. Default True.
+        instance_on (bool): produce ``pred_instances``. Default True.
+        semantic_on (bool): produce ``pred_sem_seg``. Default True.
+        object_mask_thr (float): panoptic score threshold (the authors use
+            0.5 on COCO, 0.3 on ADE20K). Default 0.5.
+        overlap_thr (float): panoptic kept-area ratio threshold. Default 0.5.
+        max_per_image (int): instance top-k. Default 100.
+        init_cfg (dict, optional): initialisation config.
+    """
+
+    def __init__(self,
+                 panoptic_on: bool = True,
+                 instance_on: bool = True,
+                 semantic_on: bool = True,
+                 object_mask_thr: float = 0.5,
+                 overlap_thr: float = 0.5,
+                 max_per_image: int = 100,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.panoptic_on, self.instance_on, self.semantic_on = (panoptic_on, instance_on,
+                                                                semantic_on)
+        self.object_mask_thr = object_mask_thr
+        self.overlap_thr = overlap_thr
+        self.max_per_image = max_per_image
+
+    def semantic(self, cls_logits: Tensor, mask_logits: Tensor) -> PixelData:
+        """``(M, C + 1)``, ``(M, H, W)`` -> ``sem_seg`` ``(1, H, W)`` in ``[0, C)``."""
+        probs = cls_logits.softmax(-1)[:, :-1]
+        seg = torch.einsum('mc,mhw->chw', probs, mask_logits.sigmoid())
+        return PixelData(sem_seg=seg.argmax(0, keepdim=True))
+
+    def panoptic(self, cls_logits: Tensor, mask_logits: Tensor, num_things: int) -> PixelData:
+        """``(M, C + 1)``, ``(M, H, W)`` -> panoptic ids ``(1, H, W)``."""
+        num_classes = cls_logits.shape[1] - 1
+        scores, labels = cls_logits.softmax(-1).max(-1)
+        keep = (labels != num_classes) & (scores > self.object_mask_thr)
+        scores, labels, masks = scores[keep], labels[keep], mask_logits[keep].sigmoid()
+        pan = torch.full(mask_logits.shape[-2:], num_classes, dtype=torch.int32,
+                         device=mask_logits.device)
+        if len(labels):
+            winner = (scores[:, None, None] * masks).argmax(0)
+            instance_id = 1
+            for k in range(len(labels)):
+                won = winner == k
+                own = masks[k] >= 0.5
+                region = won & own
+                original_area = int(own.sum())
+                if original_area == 0 or not region.any() or \
+                        int(won.sum()) / original_area < self.overlap_thr:
+                    continue
+                label = int(labels[k])
+                if label < num_things:
+                    pan[region] = label + instance_id * INSTANCE_OFFSET
+                    instance_id += 1
+                else:  # stuff of one class shares one segment id
+                    pan[region] = label
+        return PixelData(sem_seg=pan[None])
+
+    def instance(self, cls_logits: Tensor, mask_logits: Tensor,
+                 num_things: int) -> InstanceData:
+        """Top-k (proposal, thing class) pairs -> masks, labels, scores, boxes."""
+        probs = cls_logits.softmax(-1)[:, :num_things]  # M x T
+        num = min(self.max_per_image, probs.numel())
+        scores, index = probs.flatten().topk(num) if num else (probs.new_zeros(0),
+                                                               probs.new_zeros(0).long())
+        proposal = index // max(num_things, 1)
+        labels = index % max(num_things, 1)
+        logits = mask_logits[proposal]
+        binary = logits > 0
+        mask_score = (logits.sigmoid() * binary).flatten(1).sum(1) / (
+            binary.flatten(1).sum(1) + 1e-6)
+        return InstanceData(masks=binary, labels=labels, scores=scores * mask_score,
+                            bboxes=mask2bbox(binary))
+
+    def forward(self, cls_logits: Tensor, mask_logits: Tensor, num_things: int) -> dict:
+        """All enabled outputs of one image.
+
+        Args:
+            cls_logits (Tensor): ``(M, C + 1)``, last column void (``-inf``
+                when there is none).
+            mask_logits (Tensor): ``(M, H, W)`` at the output resolution.
+            num_things (int): the first ``num_things`` classes are things.
+
+        Returns:
+            dict: ``pred_sem_seg``, ``pred_panoptic_seg``, ``pred_instances``
+            (those enabled).
+        """
+        if not 0 <= num_things <= cls_logits.shape[1] - 1:
+            raise ValueError(f'num_things={num_things} does not fit a vocabulary of '
+                             f'{cls_logits.shape[1] - 1} classes.')
+        out = {}
+        if self.semantic_on:
+            out['pred_sem_seg'] = self.semantic(cls_logits, mask_logits)
+        if self.panoptic_on:
+            out['pred_panoptic_seg'] = self.panoptic(cls_logits, mask_logits, num_things)
+        if self.instance_on:
+            out['pred_instances'] = self.instance(cls_logits, mask_logits, num_things)
+        return out
+
+
+def void_column(cls_logits: Tensor, valid: Optional[Tensor] = None,
+                append: bool = True) -> Tensor:
+    """Make the last column void and route padded proposals to it.
+
+    Args:
+        cls_logits (Tensor): ``(..., M, C)`` logits over the vocabulary, or
+            ``(..., M, C + 1)`` with a void text column (``append=False``).
+        valid (Tensor, optional): bool ``(..., M)``; False rows become void.
+        append (bool): append a void column that never wins (``-inf``).
+
+    Returns:
+        Tensor: ``(..., M, C + 1)``.
+    """
+    out = F.pad(cls_logits, (0, 1), value=float('-inf')) if append else cls_logits
+    if valid is not None:
+        void = torch.full_like(out, float('-inf'))
+        void[..., -1] = 0
+        out = torch.where(valid[..., None], out, void)
+    return out
