@@ -11,7 +11,9 @@ from mmengine.config import Config
 from mmdet.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'maskclip', '*.py')))
+CONFIGS = sorted(
+    glob.glob(osp.join(REPO, 'configs', 'maskclip', '*.py')) +
+    glob.glob(osp.join(REPO, 'configs', 'proposals', '*.py')))
 
 
 def test_model_index_lists_every_config():

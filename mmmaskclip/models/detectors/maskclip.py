@@ -15,6 +15,7 @@ from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..backbones import RegionEncoderOutput
 from ..clip_loader import ClipConfig, build_clip_model, with_clip
+from ..geometry import to_original_geometry
 from ..post_processing import void_column
 from ..proposers import GTMaskProposer, MaskProposals
 
@@ -213,13 +214,10 @@ class MaskCLIP(BaseDetector):
     @staticmethod
     def to_image(masks: Tensor, meta: dict, rescale: bool) -> Tensor:
         """Masks over the padded batch ``(M, Hp, Wp)`` -> the image: crop the
-        padding (``img_shape``), then resize to ``ori_shape`` if ``rescale``."""
-        h, w = meta['img_shape'][:2]
-        masks = masks[:, :h, :w]
-        if rescale and tuple(meta['ori_shape'][:2]) != (h, w):
-            masks = F.interpolate(masks[None], size=meta['ori_shape'][:2], mode='bilinear',
-                                  align_corners=False)[0]
-        return masks
+        padding, undo a test-time flip, then resize to ``ori_shape`` if
+        ``rescale`` (else stay at ``img_shape``)."""
+        out_size = meta['ori_shape'][:2] if rescale else meta['img_shape'][:2]
+        return to_original_geometry(masks, meta, masks.shape[-2:], out_size)
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList
                  ) -> Tuple[Tensor, List[Tensor]]:

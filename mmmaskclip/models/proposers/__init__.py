@@ -2,8 +2,9 @@
 from .base_proposer import BaseProposer, MaskProposals
 from .detector_proposer import DetectorProposer, ProposerWeightsNotFoundError
 from .gt_proposer import GTMaskProposer
+from .precomputed import PrecomputedProposer
 
 __all__ = [
     'BaseProposer', 'MaskProposals', 'DetectorProposer', 'GTMaskProposer',
-    'ProposerWeightsNotFoundError'
+    'ProposerWeightsNotFoundError', 'PrecomputedProposer'
 ]

@@ -14,6 +14,7 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import OptMultiConfig
+from ..geometry import to_batch_geometry
 from ..layers import PAD_MASK_LOGIT
 from .base_proposer import BaseProposer, MaskProposals
 
@@ -53,6 +54,23 @@ class GTMaskProposer(BaseProposer):
         self.scale, self.blur_size, self.threshold = scale, blur_size, threshold
         self.num_random, self.drop_prob = num_random, drop_prob
 
+    @staticmethod
+    def _to_batch(masks: Tensor, meta: dict, size) -> Tensor:
+        """Ground-truth masks -> the padded batch frame ``size``.
+
+        Training pipelines pad the masks with the batch; at test time they
+        stay at ``img_shape`` (padded here), or, when the annotations are
+        loaded after the geometric transforms (mmdet's test pipelines), at
+        ``ori_shape`` (resized, flipped and padded as the image was).
+        """
+        if tuple(masks.shape[-2:]) == tuple(size):
+            return masks
+        img_h, img_w = meta['img_shape'][:2]
+        if tuple(masks.shape[-2:]) == (img_h, img_w):
+            return F.pad(masks, (0, size[1] - img_w, 0, size[0] - img_h))
+        logits = masks.float() * 2 - 1  # +1 inside, -1 outside
+        return to_batch_geometry(logits, meta, size) > 0
+
     def _segment_logits(self, masks: Tensor) -> Tensor:
         """``(K, H, W)`` bool -> ``(K, H, W)`` logits."""
         x = masks.float()
@@ -74,16 +92,15 @@ class GTMaskProposer(BaseProposer):
             raise ValueError('GTMaskProposer needs ground-truth segments: load '
                              'annotations in the pipeline (LoadPanopticAnnotations or '
                              'LoadAnnotations with masks) also at test time.')
-        size = images.shape[-2:]
+        size = tuple(images.shape[-2:])
         per_image = []
-        for segments in batch_gt_segments:
+        for segments, sample in zip(batch_gt_segments, batch_data_samples):
             masks = segments.masks
             masks = masks.to_tensor(torch.bool, images.device) if hasattr(
                 masks, 'to_tensor') else masks.to(images.device).bool()
             if self.drop_prob > 0 and len(masks):
                 masks = masks[torch.rand(len(masks), device=images.device) >= self.drop_prob]
-            if masks.shape[-2:] != size:
-                masks = F.interpolate(masks[None].float(), size=size)[0] > 0.5
+            masks = self._to_batch(masks, sample.metainfo, size)
             logits = self._segment_logits(masks)
             if self.num_random:
                 logits = torch.cat([logits, self._random_logits(self.num_random, size,

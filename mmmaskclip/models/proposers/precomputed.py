@@ -1,0 +1,203 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Proposals precomputed by ``tools/misc/dump_proposals.py``, read from disk.
+
+On-disk format (``FORMAT_VERSION`` 1), one directory per dataset split::
+
+    proposal_dir/
+        meta.json        # format, version, key, scale, quantisation, proposer
+        <key>.npz        # one file per image (np.savez_compressed)
+
+Each ``<key>.npz`` holds
+
+- ``masks``: uint8 ``(M, h, w)``, quantised logits at ``(h, w) ~= scale x
+  ori_shape`` of the **original** image (before any pipeline transform);
+- ``ori_shape``: int ``(2,)``, the original ``(H, W)``;
+- ``logit_range``: float ``()``, the clamp ``L`` of the quantiser;
+- ``objectness``: float32 ``(M,)``, only where the proposer gives it.
+
+The quantiser is mid-rise: ``q = floor((clamp(x, -L, L) + L) / step)``
+clipped to ``[0, 255]`` with ``step = 2L / 256``, dequantised to
+``-L + (q + 0.5) * step``. No level is 0, so the sign of every logit (the
+binary mask, ``x >= 0``) survives, and ``|dequantised - clamped| <= step / 2``.
+
+The key of an image is the basename of its ``img_path`` without extension
+(``key='stem'``, the default: file names are unique in COCO, ADE20K, LVIS,
+PASCAL Context) or its ``img_id`` (``key='img_id'``); the dump tool refuses
+to write a split where two images share a key.
+"""
+import json
+import os.path as osp
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet.utils import OptMultiConfig
+from ..geometry import _shape2, to_batch_geometry
+from ..layers import PAD_MASK_LOGIT
+from .base_proposer import BaseProposer, MaskProposals
+
+FORMAT_NAME = 'mmmaskclip-proposals'
+FORMAT_VERSION = 1
+META_FILE = 'meta.json'
+KEYS = ('stem', 'img_id')
+LEVELS = 256
+DUMP_COMMAND = 'python tools/misc/dump_proposals.py CONFIG --out-dir {dir} [--split train]'
+
+
+# ---------------------------------------------------------------- quantiser
+def quantise_logits(logits: Tensor, logit_range: float) -> Tensor:
+    """Float logits ``(...)`` -> uint8 codes ``(...)`` (mid-rise, ``±L``)."""
+    step = 2 * logit_range / LEVELS
+    codes = torch.floor((logits.float().clamp(-logit_range, logit_range) + logit_range) / step)
+    return codes.clamp(0, LEVELS - 1).to(torch.uint8)
+
+
+def dequantise_logits(codes: Tensor, logit_range: float) -> Tensor:
+    """uint8 codes ``(...)`` -> float32 logits ``(...)`` at the bin centres."""
+    step = 2 * logit_range / LEVELS
+    return (codes.float() + 0.5) * step - logit_range
+
+
+# ---------------------------------------------------------------- keys
+def proposal_key(metainfo: dict, key: str = 'stem') -> str:
+    """The file stem of an image's proposals (see the module docstring).
+
+    Args:
+        metainfo (dict): a data sample's metainfo or a dataset's data info.
+        key (str): ``'stem'`` (basename of ``img_path`` without extension)
+            or ``'img_id'``.
+    """
+    if key not in KEYS:
+        raise ValueError(f'key must be one of {KEYS}, got {key!r}.')
+    field = 'img_path' if key == 'stem' else 'img_id'
+    if metainfo.get(field) is None:
+        raise KeyError(f"Precomputed proposals are keyed by '{field}', which the sample does "
+                       f"not carry: add '{field}' to PackDetInputs' meta_keys.")
+    if key == 'img_id':
+        return str(metainfo['img_id'])
+    return osp.splitext(osp.basename(str(metainfo['img_path'])))[0]
+
+
+def proposal_file(proposal_dir: str, metainfo: dict, key: str = 'stem') -> str:
+    """Path of the ``.npz`` of one image."""
+    return osp.join(proposal_dir, proposal_key(metainfo, key) + '.npz')
+
+
+def read_meta(proposal_dir: str) -> Optional[dict]:
+    """``meta.json`` of a proposal directory, or None if there is none."""
+    path = osp.join(proposal_dir, META_FILE)
+    if not osp.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------- proposer
+@MODELS.register_module()
+class PrecomputedProposer(BaseProposer):
+    """Read the proposals of each image from a directory of ``.npz`` files.
+
+    The directory is written by ``tools/misc/dump_proposals.py`` (format in
+    the module docstring). Proposals are stored at the original image
+    geometry and follow the sample's pipeline: resized to ``img_shape``,
+    flipped if the sample was, padded to the batch with
+    :data:`PAD_MASK_LOGIT`; the proposal count is padded across the batch
+    with ``valid=False``. Pipelines may resize and flip but not crop.
+
+    Args:
+        proposal_dir (str): the directory.
+        key (str, optional): how images are named (``'stem'`` or
+            ``'img_id'``); None reads it from ``meta.json`` (default
+            ``'stem'`` without one).
+        max_proposals (int, optional): keep at most this many proposals of
+            each image: those of highest objectness where it is stored, else
+            the first ones (in the stored order either way).
+        init_cfg (dict or list[dict], optional): initialisation config.
+    """
+
+    def __init__(self,
+                 proposal_dir: str,
+                 key: Optional[str] = None,
+                 max_proposals: Optional[int] = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.proposal_dir = proposal_dir
+        self._key = key
+        self.max_proposals = max_proposals
+        self._meta: Optional[dict] = None
+
+    @property
+    def meta(self) -> dict:
+        """``meta.json`` of the directory (checked once; {} without one)."""
+        if self._meta is None:
+            if not osp.isdir(self.proposal_dir):
+                raise FileNotFoundError(
+                    f'Precomputed proposal directory {self.proposal_dir} does not exist; '
+                    'write it with: ' + DUMP_COMMAND.format(dir=self.proposal_dir))
+            meta = read_meta(self.proposal_dir) or {}
+            if meta and (meta.get('format') != FORMAT_NAME
+                         or meta.get('version', 0) > FORMAT_VERSION):
+                raise ValueError(f'{self.proposal_dir}/{META_FILE} is not a version <= '
+                                 f'{FORMAT_VERSION} {FORMAT_NAME} directory: {meta}')
+            self._meta = meta
+        return self._meta
+
+    @property
+    def key(self) -> str:
+        return self._key or self.meta.get('key', 'stem')
+
+    def load(self, metainfo: dict) -> Tuple[Tensor, Optional[Tensor]]:
+        """Dequantised logits ``(M, h, w)`` and objectness ``(M,)`` (or None)
+        of one image, at its stored (original-geometry) resolution."""
+        path = proposal_file(self.proposal_dir, metainfo, self.key)
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f"No precomputed proposals for image {metainfo.get('img_path')} "
+                f"(img_id {metainfo.get('img_id')}): {path} does not exist in "
+                f'{self.proposal_dir}. Write them for this split with: '
+                + DUMP_COMMAND.format(dir=self.proposal_dir))
+        with np.load(path) as data:
+            codes = torch.from_numpy(data['masks'])
+            stored_ori = tuple(int(s) for s in data['ori_shape'])
+            logit_range = float(data['logit_range'])
+            objectness = torch.from_numpy(data['objectness']).float() \
+                if 'objectness' in data.files else None
+        if stored_ori != _shape2(metainfo['ori_shape']):
+            raise ValueError(
+                f"Proposals {path} are for an image of size {stored_ori}, but "
+                f"{metainfo.get('img_path')} has ori_shape {_shape2(metainfo['ori_shape'])}: "
+                'the directory belongs to another dataset (or its keys collide).')
+        if self.max_proposals is not None and len(codes) > self.max_proposals:
+            keep = torch.arange(self.max_proposals) if objectness is None else \
+                objectness.topk(self.max_proposals).indices.sort().values
+            codes = codes[keep]
+            objectness = None if objectness is None else objectness[keep]
+        return dequantise_logits(codes, logit_range), objectness
+
+    def propose(self, images: Tensor, batch_data_samples: SampleList,
+                batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
+        batch_size = _shape2(images.shape[-2:])
+        logits, scores = [], []
+        for sample in batch_data_samples:
+            masks, objectness = self.load(sample.metainfo)
+            logits.append(to_batch_geometry(masks.to(images.device), sample.metainfo,
+                                            batch_size))
+            scores.append(objectness)
+        num = max(1, max(len(x) for x in logits))
+        out = images.new_full((len(logits), num, *batch_size), PAD_MASK_LOGIT,
+                              dtype=torch.float32)
+        valid = torch.zeros(len(logits), num, dtype=torch.bool, device=images.device)
+        with_scores = all(s is not None for s in scores)
+        objectness = images.new_zeros(len(logits), num, dtype=torch.float32) \
+            if with_scores else None
+        for i, masks in enumerate(logits):
+            out[i, :len(masks)] = masks
+            valid[i, :len(masks)] = True
+            if with_scores:
+                objectness[i, :len(masks)] = scores[i].to(images.device)
+        return MaskProposals(mask_logits=out, valid=valid, objectness=objectness)
