@@ -81,3 +81,39 @@ def tiny_maskclip_cfg(work_dir: str, data: dict, clip_path: str, max_iters: int,
             ],
             test_cfg=dict(type='TestLoop'))
     return Config(cfg)
+
+
+def shrink_mask2former(model, in_channels=(64, 128, 256, 512)) -> None:
+    """Shrink an mmdet Mask2Former model config (ResNet-18, 32 channels, 8
+    queries, one encoder layer) in place, for CPU tests with random weights."""
+    model.backbone.update(depth=18, init_cfg=None)
+    head = model.panoptic_head
+    head.update(in_channels=list(in_channels), feat_channels=32, out_channels=32,
+                num_queries=8)
+    encoder = head.pixel_decoder.encoder
+    encoder.num_layers = 1
+    encoder.layer_cfg.self_attn_cfg.update(embed_dims=32, num_heads=4)
+    encoder.layer_cfg.ffn_cfg.update(embed_dims=32, feedforward_channels=64)
+    head.pixel_decoder.positional_encoding.num_feats = 16
+    head.positional_encoding.num_feats = 16
+    decoder = head.transformer_decoder
+    decoder.num_layers = 3
+    for attn in ('self_attn_cfg', 'cross_attn_cfg'):
+        decoder.layer_cfg[attn].update(embed_dims=32, num_heads=4)
+    decoder.layer_cfg.ffn_cfg.update(embed_dims=32, feedforward_channels=64)
+    model.train_cfg.num_points = 256
+    model.test_cfg.max_per_image = 8
+
+
+def shrink_mask_rcnn(model, in_channels=(64, 128, 256, 512)) -> None:
+    """Shrink an mmdet Mask R-CNN model config (ResNet-18, 32 channels) in
+    place, for CPU tests with random weights."""
+    model.backbone.update(depth=18, init_cfg=None)
+    model.neck.update(in_channels=list(in_channels), out_channels=32)
+    model.rpn_head.update(in_channels=32, feat_channels=32)
+    roi = model.roi_head
+    roi.bbox_roi_extractor.out_channels = roi.mask_roi_extractor.out_channels = 32
+    roi.bbox_head.update(in_channels=32, fc_out_channels=64)
+    roi.mask_head.update(in_channels=32, conv_out_channels=16, num_convs=1)
+    model.train_cfg.rpn.sampler.num = 64
+    model.train_cfg.rcnn.sampler.num = 32

@@ -22,6 +22,7 @@ REPO = osp.dirname(TESTS)
 sys.path.insert(0, TESTS)
 sys.path.insert(0, osp.join(REPO, 'tools', 'dataset_converters'))
 from synthetic_coco import write_coco_panoptic  # noqa: E402
+from tiny_maskclip import shrink_mask2former, shrink_mask_rcnn  # noqa: E402
 
 NUM_IMAGES, SIZE = 4, (64, 64)
 M2F_CFG = 'configs/proposals/mask2former_r50_8xb2-lsj-50e_coco-panoptic_class-agnostic.py'
@@ -207,9 +208,6 @@ def _use_synthetic(cfg, coco, work_dir):
             step.crop_size = SIZE
     cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
     cfg.default_hooks.checkpoint = None
-    backbone = cfg.model.backbone
-    backbone.update(depth=18, init_cfg=None)
-    return [64, 128, 256, 512]
 
 
 def _train_and_validate(cfg):
@@ -226,23 +224,9 @@ def _train_and_validate(cfg):
 @pytest.mark.slow
 def test_mask2former_proposer_trains(coco, tmp_path):
     cfg = Config.fromfile(osp.join(REPO, M2F_CFG))
-    channels = _use_synthetic(cfg, coco, str(tmp_path))
+    _use_synthetic(cfg, coco, str(tmp_path))
     cfg.model.data_preprocessor.batch_augments[0].size = SIZE
-    head = cfg.model.panoptic_head
-    head.update(in_channels=channels, feat_channels=32, out_channels=32, num_queries=8)
-    encoder = head.pixel_decoder.encoder
-    encoder.num_layers = 1
-    encoder.layer_cfg.self_attn_cfg.update(embed_dims=32, num_heads=4)
-    encoder.layer_cfg.ffn_cfg.update(embed_dims=32, feedforward_channels=64)
-    head.pixel_decoder.positional_encoding.num_feats = 16
-    head.positional_encoding.num_feats = 16
-    decoder = head.transformer_decoder
-    decoder.num_layers = 3
-    for attn in ('self_attn_cfg', 'cross_attn_cfg'):
-        decoder.layer_cfg[attn].update(embed_dims=32, num_heads=4)
-    decoder.layer_cfg.ffn_cfg.update(embed_dims=32, feedforward_channels=64)
-    cfg.model.train_cfg.num_points = 256
-    cfg.model.test_cfg.max_per_image = 8
+    shrink_mask2former(cfg.model)
     cfg.train_cfg.update(max_iters=2, val_interval=100, dynamic_intervals=None)
     runner = _train_and_validate(cfg)
     head = runner.model.panoptic_head
@@ -253,16 +237,8 @@ def test_mask2former_proposer_trains(coco, tmp_path):
 @pytest.mark.slow
 def test_mask_rcnn_proposer_trains(coco, tmp_path):
     cfg = Config.fromfile(osp.join(REPO, MRCNN_CFG))
-    channels = _use_synthetic(cfg, coco, str(tmp_path))
-    model = cfg.model
-    model.neck.update(in_channels=channels, out_channels=32)
-    model.rpn_head.update(in_channels=32, feat_channels=32)
-    roi = model.roi_head
-    roi.bbox_roi_extractor.out_channels = roi.mask_roi_extractor.out_channels = 32
-    roi.bbox_head.update(in_channels=32, fc_out_channels=64)
-    roi.mask_head.update(in_channels=32, conv_out_channels=16, num_convs=1)
-    model.train_cfg.rpn.sampler.num = 64
-    model.train_cfg.rcnn.sampler.num = 32
+    _use_synthetic(cfg, coco, str(tmp_path))
+    shrink_mask_rcnn(cfg.model)
     cfg.train_cfg.update(max_epochs=1, val_interval=100)
     runner = _train_and_validate(cfg)
     roi = runner.model.roi_head

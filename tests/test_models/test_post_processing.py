@@ -28,7 +28,7 @@ def box_mask(h, w, y0, y1, x0, x1, inside=BIG, outside=-BIG):
 def test_semantic_reaches_the_last_class():
     masks = torch.stack([box_mask(4, 6, 0, 4, 0, 3), box_mask(4, 6, 0, 4, 3, 6)])
     cls = one_hot_logits([2, 0], num_classes=3)  # proposal 0 -> last class
-    sem = UniversalPostProcessor().semantic(cls, masks).sem_seg[0]
+    sem = UniversalPostProcessor().semantic(cls.softmax(-1), masks).sem_seg[0]
     assert (sem[:, :3] == 2).all() and (sem[:, 3:] == 0).all()
 
 
@@ -47,8 +47,8 @@ def test_panoptic_by_hand():
     cls = one_hot_logits([0, 0, 2, 2, 3, 1, 1], num_classes=3)
     cls[5] = torch.tensor([0.0, 0.5, 0.0, 0.0])  # best prob ~0.38 < 0.5
     cls[6, 1] = 3.0  # p ~0.87: loses A's pixels (A scores ~1)
-    pan = UniversalPostProcessor(object_mask_thr=0.5, overlap_thr=0.5).panoptic(
-        cls, masks, num_things=2).sem_seg[0]
+    pan = UniversalPostProcessor(object_mask_thr=0.5, overlap_thr=0.5)(
+        cls, masks, num_things=2)['pred_panoptic_seg'].sem_seg[0]
     expected = torch.full((h, w), 3, dtype=torch.int32)
     expected[0:3, 0:3] = 0 + 1 * INSTANCE_OFFSET
     expected[0:3, 5:8] = 0 + 2 * INSTANCE_OFFSET
@@ -56,7 +56,7 @@ def test_panoptic_by_hand():
     # G keeps 3 of its 12 pixels (column 3): 3/12 < 0.5 -> dropped, VOID there
     assert torch.equal(pan, expected)
     # with a low overlap threshold G survives on its own column as thing 1
-    pan = UniversalPostProcessor(overlap_thr=0.2).panoptic(cls, masks, 2).sem_seg[0]
+    pan = UniversalPostProcessor(overlap_thr=0.2)(cls, masks, 2)['pred_panoptic_seg'].sem_seg[0]
     assert (pan[0:3, 3] == 1 + 3 * INSTANCE_OFFSET).all()
 
 
@@ -68,7 +68,7 @@ def test_instances_things_only_topk_and_scores():
     cls = torch.tensor([[2.0, 0.0, 5.0, -math.inf],  # mostly stuff class 2
                         [0.0, 1.0, 0.0, -math.inf]])
     post = UniversalPostProcessor(max_per_image=3)
-    inst = post.instance(cls, masks, num_things=2)
+    inst = post(cls, masks, num_things=2)['pred_instances']
     probs = cls.softmax(-1)[:, :2]
     top = probs.flatten().topk(3)
     assert torch.equal(inst.labels, top.indices % 2)  # only labels 0 and 1
@@ -76,7 +76,7 @@ def test_instances_things_only_topk_and_scores():
     assert inst.masks.shape == (3, h, w)
     q0 = (top.indices // 2 == 0).nonzero()[0, 0]
     assert inst.bboxes[q0].tolist() == [1.0, 1.0, 4.0, 3.0]  # x1, y1, x2, y2
-    all_things = post.instance(cls, masks, num_things=3)  # a user vocabulary
+    all_things = post(cls, masks, num_things=3)['pred_instances']  # a user vocabulary
     assert 2 in all_things.labels.tolist()  # the last class is reachable
 
 
@@ -100,3 +100,17 @@ def test_void_column_never_shifts_labels():
 def test_bad_thing_count():
     with pytest.raises(ValueError, match='num_things'):
         UniversalPostProcessor()(torch.zeros(1, 3), torch.zeros(1, 2, 2), num_things=3)
+
+
+def test_objectness_multiplies_class_scores():
+    h, w = 4, 4
+    masks = torch.stack([box_mask(h, w, 0, 4, 0, 2), box_mask(h, w, 0, 4, 2, 4)])
+    cls = one_hot_logits([0, 1], num_classes=2, strength=5.0)
+    post = UniversalPostProcessor(object_mask_thr=0.5)
+    plain = post(cls, masks, num_things=2)
+    low = post(cls, masks, num_things=2, objectness=torch.tensor([1.0, 0.2]))
+    torch.testing.assert_close(low['pred_instances'].scores[1:].max(),
+                               plain['pred_instances'].scores[1:].max() * 0.2)
+    # proposal 1's score 0.2 * ~0.99 falls below the panoptic threshold
+    assert (plain['pred_panoptic_seg'].sem_seg[0, :, 2:] == 1 + 2 * INSTANCE_OFFSET).all()
+    assert (low['pred_panoptic_seg'].sem_seg[0, :, 2:] == 2).all()  # VOID

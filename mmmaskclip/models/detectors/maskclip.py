@@ -56,6 +56,9 @@ class MaskCLIP(BaseDetector):
         encoder_input_size (tuple[int, int], optional): the padded batch is
             resized to this before CLIP (the authors squash to 336x336);
             None keeps the batch size, padded to a multiple of the patch.
+        use_objectness (bool): multiply the class probabilities by the
+            proposer's objectness (where it has one) at test time; off by
+            default, as in the paper, where every score comes from CLIP.
         train_cfg (dict, optional): unused (the head has its own).
         test_cfg (dict, optional): overrides of ``post_processor``
             (``panoptic_on``, ``instance_on``, ``semantic_on``,
@@ -78,6 +81,7 @@ class MaskCLIP(BaseDetector):
                  void_class: Optional[str] = 'other',
                  logit_scale: float = 100.0,
                  encoder_input_size: Optional[Tuple[int, int]] = None,
+                 use_objectness: bool = False,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
@@ -101,6 +105,7 @@ class MaskCLIP(BaseDetector):
         self.void_class = void_class
         self.logit_scale = float(logit_scale)
         self.encoder_input_size = tuple(encoder_input_size) if encoder_input_size else None
+        self.use_objectness = use_objectness
         self._register_state_dict_hook(_drop_frozen_state)
         self._register_load_state_dict_pre_hook(_fill_frozen_state, with_module=True)
 
@@ -118,9 +123,12 @@ class MaskCLIP(BaseDetector):
         return list(meta['text']) + list(meta.get('stuff_text') or [])
 
     def num_things(self, batch_data_samples: SampleList) -> int:
-        """How many of the vocabulary's first classes are things."""
+        """How many of the vocabulary's first classes are things: with a
+        vocabulary from the samples, their ``text`` (``stuff_text`` are the
+        stuff; a vocabulary without it is all things); with ``class_names``,
+        ``num_things_classes``."""
         meta = batch_data_samples[0].metainfo if batch_data_samples else {}
-        if not self.class_names and meta.get('text') and 'stuff_text' in meta:
+        if not self.class_names and meta.get('text'):
             return len(meta['text'])
         return self.num_things_classes
 
@@ -205,9 +213,11 @@ class MaskCLIP(BaseDetector):
                                                      with_void)
         cls_logits = void_column(cls_logits, regions.valid, append=not self.void_class)
         masks = self.final_masks(proposals, regions, tuple(batch_inputs.shape[-2:]))
-        for sample, cls, mask in zip(batch_data_samples, cls_logits, masks):
+        objectness = proposals.objectness if self.use_objectness else None
+        for b, (sample, cls, mask) in enumerate(zip(batch_data_samples, cls_logits, masks)):
             mask = self.to_image(mask, sample.metainfo, rescale)
-            for key, value in self.post_processor(cls, mask, num_things).items():
+            obj = objectness[b] if objectness is not None else None
+            for key, value in self.post_processor(cls, mask, num_things, obj).items():
                 setattr(sample, key, value)
         return batch_data_samples
 

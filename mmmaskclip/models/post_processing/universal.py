@@ -70,16 +70,16 @@ class UniversalPostProcessor(BaseModule):
         self.overlap_thr = overlap_thr
         self.max_per_image = max_per_image
 
-    def semantic(self, cls_logits: Tensor, mask_logits: Tensor) -> PixelData:
-        """``(M, C + 1)``, ``(M, H, W)`` -> ``sem_seg`` ``(1, H, W)`` in ``[0, C)``."""
-        probs = cls_logits.softmax(-1)[:, :-1]
-        seg = torch.einsum('mc,mhw->chw', probs, mask_logits.sigmoid())
+    def semantic(self, probs: Tensor, mask_logits: Tensor) -> PixelData:
+        """``(M, C + 1)`` probabilities, ``(M, H, W)`` -> ``sem_seg`` ``(1, H, W)``
+        in ``[0, C)``."""
+        seg = torch.einsum('mc,mhw->chw', probs[:, :-1], mask_logits.sigmoid())
         return PixelData(sem_seg=seg.argmax(0, keepdim=True))
 
-    def panoptic(self, cls_logits: Tensor, mask_logits: Tensor, num_things: int) -> PixelData:
-        """``(M, C + 1)``, ``(M, H, W)`` -> panoptic ids ``(1, H, W)``."""
-        num_classes = cls_logits.shape[1] - 1
-        scores, labels = cls_logits.softmax(-1).max(-1)
+    def panoptic(self, probs: Tensor, mask_logits: Tensor, num_things: int) -> PixelData:
+        """``(M, C + 1)`` probabilities, ``(M, H, W)`` -> panoptic ids ``(1, H, W)``."""
+        num_classes = probs.shape[1] - 1
+        scores, labels = probs.max(-1)
         keep = (labels != num_classes) & (scores > self.object_mask_thr)
         scores, labels, masks = scores[keep], labels[keep], mask_logits[keep].sigmoid()
         pan = torch.full(mask_logits.shape[-2:], num_classes, dtype=torch.int32,
@@ -103,10 +103,9 @@ class UniversalPostProcessor(BaseModule):
                     pan[region] = label
         return PixelData(sem_seg=pan[None])
 
-    def instance(self, cls_logits: Tensor, mask_logits: Tensor,
-                 num_things: int) -> InstanceData:
+    def instance(self, probs: Tensor, mask_logits: Tensor, num_things: int) -> InstanceData:
         """Top-k (proposal, thing class) pairs -> masks, labels, scores, boxes."""
-        probs = cls_logits.softmax(-1)[:, :num_things]  # M x T
+        probs = probs[:, :num_things]  # M x T
         num = min(self.max_per_image, probs.numel())
         scores, index = probs.flatten().topk(num) if num else (probs.new_zeros(0),
                                                                probs.new_zeros(0).long())
@@ -119,7 +118,8 @@ class UniversalPostProcessor(BaseModule):
         return InstanceData(masks=binary, labels=labels, scores=scores * mask_score,
                             bboxes=mask2bbox(binary))
 
-    def forward(self, cls_logits: Tensor, mask_logits: Tensor, num_things: int) -> dict:
+    def forward(self, cls_logits: Tensor, mask_logits: Tensor, num_things: int,
+                objectness: Optional[Tensor] = None) -> dict:
         """All enabled outputs of one image.
 
         Args:
@@ -127,6 +127,8 @@ class UniversalPostProcessor(BaseModule):
                 when there is none).
             mask_logits (Tensor): ``(M, H, W)`` at the output resolution.
             num_things (int): the first ``num_things`` classes are things.
+            objectness (Tensor, optional): ``(M,)`` in ``[0, 1]``; multiplies
+                the class probabilities (not the void one) of each proposal.
 
         Returns:
             dict: ``pred_sem_seg``, ``pred_panoptic_seg``, ``pred_instances``
@@ -135,13 +137,16 @@ class UniversalPostProcessor(BaseModule):
         if not 0 <= num_things <= cls_logits.shape[1] - 1:
             raise ValueError(f'num_things={num_things} does not fit a vocabulary of '
                              f'{cls_logits.shape[1] - 1} classes.')
+        probs = cls_logits.softmax(-1)
+        if objectness is not None:
+            probs = torch.cat([probs[:, :-1] * objectness[:, None], probs[:, -1:]], dim=1)
         out = {}
         if self.semantic_on:
-            out['pred_sem_seg'] = self.semantic(cls_logits, mask_logits)
+            out['pred_sem_seg'] = self.semantic(probs, mask_logits)
         if self.panoptic_on:
-            out['pred_panoptic_seg'] = self.panoptic(cls_logits, mask_logits, num_things)
+            out['pred_panoptic_seg'] = self.panoptic(probs, mask_logits, num_things)
         if self.instance_on:
-            out['pred_instances'] = self.instance(cls_logits, mask_logits, num_things)
+            out['pred_instances'] = self.instance(probs, mask_logits, num_things)
         return out
 
 

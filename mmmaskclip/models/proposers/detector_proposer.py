@@ -9,7 +9,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet.registry import MODELS
-from mmdet.structures import SampleList
+from mmdet.structures import DetDataSample, SampleList
 from mmdet.utils import ConfigType, OptMultiConfig
 from ..layers import PAD_MASK_LOGIT
 from .base_proposer import BaseProposer, MaskProposals
@@ -104,6 +104,12 @@ class DetectorProposer(BaseProposer):
 
     def propose(self, images: Tensor, batch_data_samples: SampleList,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
+        # metainfo-only copies: the detector writes its predictions into
+        # them, and its mask head wants a scale factor even with no Resize
+        batch_data_samples = [
+            DetDataSample(metainfo=dict({'scale_factor': (1.0, 1.0)}, **s.metainfo))
+            for s in batch_data_samples
+        ]
         x = (images - self.mean) / self.std
         if hasattr(self.detector, 'panoptic_head'):
             proposals = self._query_masks(x, batch_data_samples)
