@@ -1,0 +1,78 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""The full pipeline on an image: proposer -> MaskCLIP -> pictures."""
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tiny_clip
+from mmengine.config import Config
+from synthetic_coco import write_coco_panoptic
+from tiny_maskclip import shrink_mask2former, tiny_maskclip_cfg
+
+from mmmaskclip.apis import MaskCLIPInferencer
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+M2F = 'configs/proposals/mask2former_r50_8xb2-lsj-50e_coco-panoptic_class-agnostic.py'
+
+
+@pytest.fixture(scope='module')
+def tiny_config(tmp_path_factory):
+    """A tiny MaskCLIP (random CLIP, random class-agnostic Mask2Former)."""
+    tmp = tmp_path_factory.mktemp('inferencer')
+    data = write_coco_panoptic(str(tmp / 'coco'), num_images=1, image_size=(64, 80))
+    clip_path = str(tmp / 'clip.pt')
+    torch.save(make_tiny_clip().state_dict(), clip_path)
+    detector = Config.fromfile(osp.join(REPO, M2F)).model
+    shrink_mask2former(detector)
+    cfg = tiny_maskclip_cfg(str(tmp / 'work'), data, clip_path, max_iters=1,
+                            proposer=dict(type='DetectorProposer', detector=detector),
+                            evaluate=True)
+    cfg.test_dataloader.dataset.pipeline.insert(
+        1, dict(type='Resize', scale=(96, 96), keep_ratio=True))
+    cfg.visualizer = dict(type='DetLocalVisualizer', name='visualizer')
+    path = str(tmp / 'tiny_maskclip.py')
+    cfg.dump(path)
+    return path, osp.join(data['img_dir'], sorted(__import__('os').listdir(data['img_dir']))[0])
+
+
+def test_inferencer_segments_and_draws(tiny_config, tmp_path):
+    config, image = tiny_config
+    inferencer = MaskCLIPInferencer(config, device='cpu', show_progress=False)
+    texts, stuff = ['toy rabbit', 'rabbit'], ['sky', 'grass']
+    out = inferencer(image, texts=texts, stuff_texts=stuff, out_dir=str(tmp_path),
+                     return_datasamples=True)
+    sample = out['predictions'][0]
+    pan = sample.pred_panoptic_seg.sem_seg[0]
+    assert pan.shape == (64, 80)  # the original size
+    labels = pan[pan != 4] % 1000
+    assert (labels < 4).all()
+    assert (sample.pred_instances.labels < 2).all()  # things only
+    assert sample.pred_sem_seg.sem_seg.max() < 4
+    picture = tmp_path / 'vis' / osp.basename(image)
+    assert picture.exists()
+    assert np.asarray(__import__('PIL.Image', fromlist=['Image']).open(picture)).shape[:2] == (
+        64, 80)
+
+
+def test_inferencer_rejects_bad_vocabularies(tiny_config):
+    config, image = tiny_config
+    inferencer = MaskCLIPInferencer(config, device='cpu', show_progress=False)
+    with pytest.raises(TypeError, match='lists of class names'):
+        inferencer(image, texts='rabbit')
+    with pytest.raises(ValueError, match='at least one'):
+        inferencer(image, texts=[])
+
+
+@pytest.mark.parametrize('task', ['panoptic', 'semantic', 'instance'])
+def test_image_demo(tiny_config, tmp_path, task):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'image_demo', osp.join(REPO, 'tools/demo/image_demo.py'))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    config, image = tiny_config
+    assert demo.main([image, '--texts', 'rabbit', '--stuff-texts', 'sky', '--config', config,
+                      '--task', task, '--out-dir', str(tmp_path), '--device', 'cpu']) == 0
+    assert (tmp_path / 'vis' / osp.basename(image)).exists()
+    assert demo.main([image, '--config', config]) == 2  # no vocabulary
