@@ -27,17 +27,25 @@ def exact_classification(model):
     model.encode = oracle
 
 
-@pytest.mark.parametrize('encoder_input_size,flip', [(None, True), ((64, 64), False),
-                                                      ((64, 64), True)])
-def test_ground_truth_round_trip(tmp_path, encoder_input_size, flip):
-    # odd image sizes, an upscale, padding to 32 and a flip on the way in
-    data = write_coco_panoptic(str(tmp_path / 'coco'), num_images=3, image_size=(61, 47))
+def ground_truth_config(tmp_path, num_images, name):
+    """A training-free tiny MaskCLIP with ground-truth proposals on a
+    synthetic dataset of odd-sized (61 x 47) images."""
+    data = write_coco_panoptic(str(tmp_path / 'coco'), num_images=num_images,
+                               image_size=(61, 47))
     clip_path = str(tmp_path / 'clip.pt')
     torch.save(make_tiny_clip().state_dict(), clip_path)
     cfg = tiny_maskclip_cfg(str(tmp_path / 'work'), data, clip_path, max_iters=1,
                             rma_blocks=(), proposer=dict(type='GTMaskProposer'), evaluate=True)
-    cfg.experiment_name = f'geometry_{encoder_input_size}_{flip}_{id(tmp_path)}'
+    cfg.experiment_name = f'geometry_{name}_{id(tmp_path)}'
     cfg.model.head = None
+    return cfg, data
+
+
+@pytest.mark.parametrize('encoder_input_size,flip', [(None, True), ((64, 64), False),
+                                                      ((64, 64), True)])
+def test_ground_truth_round_trip(tmp_path, encoder_input_size, flip):
+    # odd image sizes, an upscale, padding to 32 and a flip on the way in
+    cfg, data = ground_truth_config(tmp_path, 3, f'{encoder_input_size}_{flip}')
     cfg.model.encoder_input_size = encoder_input_size
     # annotations follow the image through the geometric transforms (the
     # proposals are the transformed ground truth); the panoptic metric reads
@@ -68,13 +76,7 @@ def test_annotations_loaded_after_the_transforms(tmp_path):
     ground-truth proposals then come at the original size and are brought
     to the batch as the image was; mmdet's SemSegMetric sees the original
     frame too."""
-    data = write_coco_panoptic(str(tmp_path / 'coco'), num_images=2, image_size=(61, 47))
-    clip_path = str(tmp_path / 'clip.pt')
-    torch.save(make_tiny_clip().state_dict(), clip_path)
-    cfg = tiny_maskclip_cfg(str(tmp_path / 'work'), data, clip_path, max_iters=1,
-                            rma_blocks=(), proposer=dict(type='GTMaskProposer'), evaluate=True)
-    cfg.experiment_name = f'geometry_late_annotations_{id(tmp_path)}'
-    cfg.model.head = None
+    cfg, data = ground_truth_config(tmp_path, 2, 'late_annotations')
     pipeline = cfg.test_dataloader.dataset.pipeline
     pipeline.insert(1, dict(type='Resize', scale_factor=2.0, keep_ratio=True))
     pipeline.insert(2, dict(type='RandomFlip', prob=1.0, direction='horizontal'))
