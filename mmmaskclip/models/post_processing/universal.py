@@ -52,6 +52,9 @@ class UniversalPostProcessor(BaseModule):
             0.5 on COCO, 0.3 on ADE20K). Default 0.5.
         overlap_thr (float): panoptic kept-area ratio threshold. Default 0.5.
         max_per_image (int): instance top-k. Default 100.
+        instance_score_thr (float): instances scoring this or less are
+            dropped (0 drops only pairs whose probability underflowed to 0).
+            Default 0.
         init_cfg (dict, optional): initialisation config.
     """
 
@@ -62,6 +65,7 @@ class UniversalPostProcessor(BaseModule):
                  object_mask_thr: float = 0.5,
                  overlap_thr: float = 0.5,
                  max_per_image: int = 100,
+                 instance_score_thr: float = 0.0,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.panoptic_on, self.instance_on, self.semantic_on = (panoptic_on, instance_on,
@@ -69,6 +73,7 @@ class UniversalPostProcessor(BaseModule):
         self.object_mask_thr = object_mask_thr
         self.overlap_thr = overlap_thr
         self.max_per_image = max_per_image
+        self.instance_score_thr = instance_score_thr
 
     def semantic(self, probs: Tensor, mask_logits: Tensor) -> PixelData:
         """``(M, C + 1)`` probabilities, ``(M, H, W)`` -> ``sem_seg`` ``(1, H, W)``
@@ -115,7 +120,10 @@ class UniversalPostProcessor(BaseModule):
         binary = logits > 0
         mask_score = (logits.sigmoid() * binary).flatten(1).sum(1) / (
             binary.flatten(1).sum(1) + 1e-6)
-        return InstanceData(masks=binary, labels=labels, scores=scores * mask_score,
+        scores = scores * mask_score
+        keep = scores > self.instance_score_thr
+        binary = binary[keep]
+        return InstanceData(masks=binary, labels=labels[keep], scores=scores[keep],
                             bboxes=mask2bbox(binary))
 
     def forward(self, cls_logits: Tensor, mask_logits: Tensor, num_things: int,
