@@ -9,6 +9,6 @@ from .version import __version__
 
 install_checkpoint_allowlist()
 
-from . import datasets, engine, models  # noqa: E402,F401  (registers modules)
+from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registers modules)
 
 __all__ = ['__version__']

@@ -1,5 +1,6 @@
-# MaskCLIP w/o RMA (Tables 2-4): training-free; evaluate with tools/test.py
-# (no checkpoint of its own: pass 'none').
-_base_ = ['./maskclip_vit-l-14-336_8xb1-10k_coco-panoptic.py']
-
-model = dict(visual_encoder=dict(mask_attention_overrides=None), head=None)
+# MaskCLIP w/o RMA on COCO panoptic val: training-free
+#   python tools/test.py ${THIS_CONFIG} none
+_base_ = [
+    '../_base_/models/maskclip-wo-rma_vit-l-14-336.py',
+    '../_base_/datasets/coco_panoptic_maskclip.py'
+]

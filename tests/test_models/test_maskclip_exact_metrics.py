@@ -91,3 +91,50 @@ def test_one_wrong_class_drops_by_hand(ade):
     iou[b] = areas[b] / (areas[b] + area)
     assert metrics['mIoU'] == pytest.approx(100 * iou[present].mean(), abs=0.01)
     assert 0 < metrics['coco/segm_mAP'] < 1.0
+
+
+def test_semantic_dataset_ground_truth_proposals(tmp_path):
+    """A semantic dataset (ADE20KSegDataset layout, reduce_zero_label): the
+    ground-truth proposals are one segment per class; exact classification
+    gives mIoU = 100 through SemSegMetric (the Table 7 semantic setting)."""
+    from PIL import Image
+    root = tmp_path / 'ade'
+    (root / 'images' / 'validation').mkdir(parents=True)
+    (root / 'annotations' / 'validation').mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        label = np.zeros((37, 45), dtype=np.uint8)  # 0 = unlabelled (ignored)
+        label[:20] = 1 + i
+        label[20:, :30] = 3
+        label[20:, 30:] = 4
+        image = (rng.random((37, 45, 3)) * 60).astype(np.uint8) + label[..., None] * 40
+        Image.fromarray(image).save(root / 'images' / 'validation' / f'img{i}.jpg')
+        Image.fromarray(label).save(root / 'annotations' / 'validation' / f'img{i}.png')
+    classes = ('wall', 'floor', 'tree', 'ceiling')
+    clip_path = str(tmp_path / 'clip.pt')
+    torch.save(make_tiny_clip().state_dict(), clip_path)
+    data = dict(thing_classes=classes, stuff_classes=(), classes=classes)
+    cfg = tiny_maskclip_cfg(str(tmp_path / 'work'), dict(data, data_root=str(root),
+                                                         ann_file='', data_prefix={}),
+                            clip_path, max_iters=1, rma_blocks=(),
+                            proposer=dict(type='GTMaskProposer'))
+    cfg.experiment_name = f'semantic_gt_{id(tmp_path)}'
+    cfg.model.head = None
+    cfg.test_dataloader = dict(dataset=dict(
+        type='ADE20KSegDataset', data_root=str(root), return_classes=True,
+        metainfo=dict(classes=classes),
+        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=(90, 74), keep_ratio=True),
+            dict(type='LoadAnnotations', with_bbox=False, with_mask=False, with_seg=True,
+                 reduce_zero_label=True),
+            dict(type='PackDetInputs', meta_keys=('img_path', 'ori_shape', 'img_shape', 'text'))
+        ]))
+    cfg.test_dataloader = dict(batch_size=1, num_workers=0, dataset=cfg.test_dataloader.dataset,
+                               sampler=dict(type='DefaultSampler', shuffle=False))
+    cfg.test_evaluator = dict(type='SemSegMetric', iou_metrics=['mIoU'])
+    cfg.test_cfg = dict(type='TestLoop')
+    runner = Runner.from_cfg(cfg)
+    exact_classification(runner.model)
+    assert runner.test()['mIoU'] == pytest.approx(100.0)

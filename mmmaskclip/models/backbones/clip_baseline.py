@@ -69,6 +69,7 @@ class CLIPBaselineEncoder(BaseModule):
             raise ValueError(f'chunk_size must be >= 1, got {chunk_size}.')
         visual = build_clip_model(clip).visual
         self.clip_visual = freeze(visual)
+        self.patch_size = tuple(visual.patch_size)
         size = input_size or visual.image_size
         self.input_size = (size, size) if isinstance(size, int) else tuple(size)
         self.crop_to_box = crop_to_box

@@ -139,7 +139,14 @@ class MaskCLIP(BaseDetector):
         num_things = self.num_things(batch_data_samples)
         num_stuff = len(self.vocabulary(batch_data_samples)) - num_things
         for sample in batch_data_samples:
-            sem_seg = sample.gt_sem_seg.sem_seg if 'gt_sem_seg' in sample else None
+            # long: uint16 maps (more than 255 classes) support few torch ops
+            sem_seg = sample.gt_sem_seg.sem_seg.long() if 'gt_sem_seg' in sample else None
+            if 'masks' not in sample.get('gt_instances', {}):  # semantic: a segment a class
+                labels = sem_seg.unique()
+                labels = labels[labels < num_things + num_stuff]
+                masks = sem_seg[0][None] == labels[:, None, None]
+                segments.append(InstanceData(labels=labels.long(), masks=masks))
+                continue
             labels, masks = preprocess_panoptic_gt(
                 sample.gt_instances.labels, sample.gt_instances.masks, sem_seg,
                 num_things, num_stuff)
@@ -219,6 +226,12 @@ class MaskCLIP(BaseDetector):
             obj = objectness[b] if objectness is not None else None
             for key, value in self.post_processor(cls, mask, num_things, obj).items():
                 setattr(sample, key, value)
+            if 'pred_sem_seg' in sample and 'gt_sem_seg' in sample:
+                # mmdet's SemSegMetric reads the ignore value from the prediction
+                # (255 if unset; ADE20K-847 and PASCAL Context 459 use 65535)
+                ignore = sample.gt_sem_seg.metainfo.get('ignore_index')
+                if ignore is not None:
+                    sample.pred_sem_seg.set_metainfo(dict(ignore_index=ignore))
         return batch_data_samples
 
     @staticmethod

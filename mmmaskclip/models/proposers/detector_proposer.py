@@ -30,8 +30,9 @@ class DetectorProposer(BaseProposer):
     are never used: a class-aware detector becomes class-agnostic here.
 
     Args:
-        detector (dict): an mmdet detector config (e.g. ``{{_base_.model}}``
-            of an ``mmdet::`` config); its ``data_preprocessor`` is ignored.
+        detector (dict | str): an mmdet detector's model config, or a config
+            file whose ``model`` is used (``'mmdet::mask2former/...py'`` names
+            one shipped with mmdet); its ``data_preprocessor`` is ignored.
         checkpoint (str, optional): detector weights (path or URL).
         mean (Sequence[float]): the detector's normalisation mean (RGB, 0-255).
         std (Sequence[float]): likewise, std.
@@ -49,7 +50,7 @@ class DetectorProposer(BaseProposer):
                  mask_logit: float = 4.0,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        detector = dict(detector)
+        detector = dict(self.detector_model_cfg(detector))
         detector.pop('data_preprocessor', None)
         detector.pop('init_cfg', None)
         self.detector = MODELS.build(detector)
@@ -59,6 +60,17 @@ class DetectorProposer(BaseProposer):
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.freeze()
+
+    @staticmethod
+    def detector_model_cfg(detector) -> dict:
+        """A model config, or the ``model`` of a config file (``mmdet::...``
+        names a config shipped with mmdet)."""
+        if not isinstance(detector, str):
+            return detector
+        from mmengine.config import Config
+        from mmengine.hub import get_config
+        cfg = get_config(detector) if '::' in detector else Config.fromfile(detector)
+        return cfg.model
 
     def init_weights(self) -> None:
         """Keep the loaded weights (the runner calls this after building)."""

@@ -1,10 +1,13 @@
-# MaskCLIP on a frozen CLIP ViT-L/14@336px with a frozen Mask2Former (R-50)
-# as the class-agnostic proposer (its class head is ignored: only its 100
-# query masks are used). Weights: OpenAI CLIP (open_clip tag 'openai') and
-# mmdet's model-zoo Mask2Former; give local files with
+# MaskCLIP on a frozen CLIP ViT-L/14@336px with a frozen Mask2Former (R-50,
+# mmdet's model zoo, used class-agnostically: only its 100 query masks) as the
+# proposer. Weights: OpenAI CLIP (open_clip tag 'openai') and mmdet's
+# Mask2Former; offline, give local files with
 #   --cfg-options model.clip.pretrained=/path/open_clip_pytorch_model.bin \
 #                 model.proposer.checkpoint=/path/mask2former.pth
-_base_ = ['mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py']
+# Our class-agnostic proposers (configs/proposals) plug in as
+#   model.proposer.detector=configs/proposals/<config>.py
+#   model.proposer.checkpoint=<its checkpoint>
+_base_ = ['mmdet::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmmaskclip'], allow_failed_imports=False)
 
 mask2former_checkpoint = (
@@ -15,7 +18,6 @@ mask2former_checkpoint = (
 rma = dict(type='RelativeMaskAttention', style='paper', impl='fast', chunk_size=8)
 
 model = dict(
-    _delete_=True,
     type='MaskCLIP',
     # Images stay RGB 0-255: CLIP and the proposer normalise for themselves.
     data_preprocessor=dict(
@@ -28,10 +30,11 @@ model = dict(
         mask_pad_value=0,
         pad_seg=True,
         seg_pad_value=255),
+    # OpenAI's CLIP uses QuickGELU: keep force_quick_gelu for local files too.
     clip=dict(name='ViT-L-14-336', pretrained='openai', force_quick_gelu=True),
     proposer=dict(
         type='DetectorProposer',
-        detector={{_base_.model}},
+        detector='mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py',
         checkpoint=mask2former_checkpoint),
     visual_encoder=dict(
         type='MaskCLIPVisualEncoder',
@@ -43,9 +46,10 @@ model = dict(
     num_stuff_classes=53,
     void_class='other',
     logit_scale=100.0,
+    # The authors squash the padded batch to CLIP's 336 x 336.
     encoder_input_size=(336, 336),
-    # Mask2Former's inference rules; the authors' COCO thresholds
-    # (ADE20K: object_mask_thr=0.3).
+    # Mask2Former's inference rules; the authors' COCO thresholds (the
+    # ADE20K dataset bases set object_mask_thr=0.3).
     post_processor=dict(
         type='UniversalPostProcessor',
         panoptic_on=True,

@@ -1,0 +1,15 @@
+# ADE20K-150 panoptic (PQ, SQ, RQ; things/stuff) for MaskCLIP: mmdet's dataset
+# and CocoPanopticMetric, class names carried in every sample. Test resize:
+# short side 640, long side at most 2560 (the authors' setting).
+_base_ = ['mmdet::_base_/datasets/ade20k_panoptic.py']
+
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(type='Resize', scale=(2560, 640), keep_ratio=True),
+    dict(type='LoadPanopticAnnotations', backend_args={{_base_.backend_args}}),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+                    'text', 'stuff_text')),
+]
+val_dataloader = dict(dataset=dict(return_classes=True, pipeline=test_pipeline))
+test_dataloader = val_dataloader
