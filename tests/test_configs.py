@@ -37,6 +37,13 @@ def test_config_parses_and_types_resolve(path):
     for key in ('visual_encoder', 'region_encoder', 'text_encoder', 'proposer', 'head'):
         if cfg.model.get(key):
             assert MODELS.get(cfg.model[key]['type']) is not None, key
+    from mmdet.registry import DATASETS, METRICS
+    if cfg.get('test_dataloader'):
+        assert DATASETS.get(cfg.test_dataloader.dataset.type) is not None
+        evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [
+            cfg.test_evaluator]
+        for evaluator in evaluators:
+            assert METRICS.get(evaluator.type) is not None, evaluator.type
 
 
 @pytest.mark.slow

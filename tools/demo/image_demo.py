@@ -23,7 +23,7 @@ from mmengine.config import Config, DictAction
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', 'maskclip',
-                          'maskclip-wo-rma_vit-l-14-336_coco-panoptic.py')
+                          'maskclip-wo-rma_vit-l-14-336_coco-panoptic-val.py')
 TASKS = ('panoptic', 'semantic', 'instance')
 
 

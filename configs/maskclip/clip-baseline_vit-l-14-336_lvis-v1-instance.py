@@ -1,0 +1,7 @@
+# CLIP baseline (Appendix A) on lvis-v1-instance (Table 4: LVIS AP).
+#   python tools/test.py ${THIS_CONFIG} none   (training-free)
+_base_ = ['../_base_/models/clip-baseline_vit-l-14-336.py', '../_base_/datasets/lvis-v1_instance_maskclip.py']
+
+# the LVIS API keeps the 300 best detections per image
+model = dict(
+    post_processor=dict(panoptic_on=False, semantic_on=False, max_per_image=300))
