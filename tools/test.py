@@ -69,6 +69,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='test-time augmentation with the config\'s tta_model and '
         'tta_pipeline')
+    parser.add_argument(
+        '--no-progress', action='store_true',
+        help='no progress bar over the test images (TestProgressBarHook)')
     add_common_args(parser, 'test_dataloader.batch_size=2')
     return parser.parse_args(argv)
 
@@ -98,6 +101,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     merge_common_args(cfg, args)
 
     cfg.load_from = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    if not args.no_progress:
+        hooks = list(cfg.get('custom_hooks', None) or [])
+        if not any(h.get('type') == 'TestProgressBarHook' for h in hooks):
+            hooks.append(dict(type='TestProgressBarHook'))
+        cfg.custom_hooks = hooks
 
     if args.show or args.show_dir:
         hook = cfg.get('default_hooks', {}).get('visualization', None)

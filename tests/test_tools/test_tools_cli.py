@@ -356,3 +356,11 @@ def test_train_resume_and_test_end_to_end(train_tool, test_tool, tmp_path,
     with open(out, 'rb') as f:
         predictions = pickle.load(f)
     assert len(predictions) == 8
+
+
+def test_test_progress_bar_hook(test_tool, config):
+    cfg = test_tool.build_cfg(test_tool.parse_args([config, 'none']))
+    assert cfg.load_from is None  # 'none': a training-free model
+    assert [h['type'] for h in cfg.custom_hooks] == ['TestProgressBarHook']
+    cfg = test_tool.build_cfg(test_tool.parse_args([config, 'none', '--no-progress']))
+    assert not cfg.get('custom_hooks')
