@@ -1,8 +1,8 @@
-# PASCAL Context 459 semantic segmentation (mIoU) for MaskCLIP. Data (VOC2010
-# + PASCAL Context annotations):
-# python tools/dataset_converters/pascal_context.py data/VOCdevkit --mat-dir trainval
+# PASCAL Context 459 semantic segmentation (mIoU) for MaskCLIP: the PASCAL
+# Context 59 setting with the full label set (same converter).
 # uint16 label maps 0..458, 65535 = ignore (values above 255 are kept).
-data_root = 'data/VOCdevkit/VOC2010/'
+_base_ = ['./pascal-context-59_semantic_maskclip.py']
+
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
@@ -11,13 +11,5 @@ test_pipeline = [
     dict(type='PackDetInputs', meta_keys=('img_path', 'ori_shape', 'img_shape', 'text')),
 ]
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='PascalContext459SegDataset', data_root=data_root,
-                 return_classes=True, pipeline=test_pipeline))
+    dataset=dict(type='PascalContext459SegDataset', pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='SemSegMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
