@@ -1,5 +1,8 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """Shared fixtures: tiny open_clip models with random weights (no network)."""
+import importlib.util
+import os.path as osp
+
 import pytest
 import torch
 
@@ -39,3 +42,16 @@ def tiny_clip():
 def tiny_clip_p14():
     """Patch-14, 56-pixel tiny CLIP (a ViT-L/14-like patch size)."""
     return make_tiny_clip(seed=1, patch_size=14, image_size=56)
+
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_script(relpath: str):
+    """Import a script of the repository (``tools/...py``, no package) as a
+    module, e.g. to call its ``main(argv)`` in-process."""
+    name = '_script_' + relpath.replace('/', '_').replace('.', '_')
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, relpath))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,7 +5,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_clip_cfg
+from conftest import load_script, tiny_clip_cfg
 from mmengine.config import Config
 from PIL import Image
 
@@ -108,11 +108,7 @@ def test_load_masks_formats(tmp_path):
 
 
 def test_demo_script(tiny_clip, tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'demo', osp.join(REPO, 'tools/demo/mask_classification_demo.py'))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_script('tools/demo/mask_classification_demo.py')
     img_path, label_path, _ = write_scene(tmp_path)
     path = str(tmp_path / 'tiny_clip.pt')
     torch.save(tiny_clip.state_dict(), path)

@@ -5,7 +5,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_clip
+from conftest import load_script, make_tiny_clip
 from mmengine.config import Config
 from synthetic_coco import write_coco_panoptic
 from tiny_maskclip import shrink_mask2former, tiny_maskclip_cfg
@@ -66,11 +66,7 @@ def test_inferencer_rejects_bad_vocabularies(tiny_config):
 
 @pytest.mark.parametrize('task', ['panoptic', 'semantic', 'instance'])
 def test_image_demo(tiny_config, tmp_path, task):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'image_demo', osp.join(REPO, 'tools/demo/image_demo.py'))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_script('tools/demo/image_demo.py')
     config, image = tiny_config
     assert demo.main([image, '--texts', 'rabbit', '--stuff-texts', 'sky', '--config', config,
                       '--task', task, '--out-dir', str(tmp_path), '--device', 'cpu']) == 0

@@ -1,21 +1,11 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """The fix of mmdet's ade20k2coco.py quirks: boxes from the PNGs, names
 stripped; mmdet's dataset then keeps every segment."""
-import importlib.util
 import json
 import os.path as osp
 
+from conftest import load_script
 from synthetic_coco import write_coco_panoptic
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'ade_fix', osp.join(REPO, 'tools/dataset_converters/ade20k_coco_fix.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_boxes_recomputed_and_names_stripped(tmp_path):
@@ -36,7 +26,7 @@ def test_boxes_recomputed_and_names_stripped(tmp_path):
     with open(data['instances_json'], 'w') as f:
         json.dump(ins, f)
 
-    tool = load_tool()
+    tool = load_script('tools/dataset_converters/ade20k_coco_fix.py')
     png_dir = osp.join(data['data_root'], data['data_prefix']['seg'])
     assert tool.fix_panoptic(data['panoptic_json'], png_dir) == len(truth)
     with open(data['panoptic_json']) as f:

@@ -1,26 +1,20 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """tools/train.py then tools/test.py on a tiny MaskCLIP, as a user runs them."""
 import glob
-import importlib.util
 import json
 import os.path as osp
 import pickle
 
 import pytest
 import torch
-from conftest import make_tiny_clip
+from conftest import load_script, make_tiny_clip
 from synthetic_coco import write_coco_panoptic
 from tiny_maskclip import tiny_maskclip_cfg
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'_e2e_{name}',
-                                                  osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f'tools/{name}.py')
 
 
 def last_metrics(work_dir):

@@ -1,25 +1,11 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """tools/analysis_tools/run_benchmarks.py: every benchmark of a variant, one
 markdown file in the paper's layout."""
-import importlib.util
-import os.path as osp
-
 import pytest
 import torch
-from conftest import make_tiny_clip
+from conftest import load_script, make_tiny_clip
 from synthetic_coco import write_coco_panoptic
 from tiny_maskclip import tiny_maskclip_cfg
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'run_benchmarks', osp.join(REPO, 'tools/analysis_tools/run_benchmarks.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.slow
 def test_runs_each_benchmark_and_writes_tables(tmp_path):
@@ -35,7 +21,7 @@ def test_runs_each_benchmark_and_writes_tables(tmp_path):
         cfg.model.head = None
         cfg.dump(str(configs / f'tiny_vit-l-14-336_{bench}.py'))
     (configs / 'other_vit-l-14-336_ade20k-150-panoptic.py').write_text('raise SystemExit\n')
-    tool = load_tool()
+    tool = load_script('tools/analysis_tools/run_benchmarks.py')
     out = tmp_path / 'tiny.md'
     assert tool.main(['tiny', 'none', '--configs-dir', str(configs), '--work-dir',
                       str(tmp_path / 'work'), '--out', str(out)]) == 0
