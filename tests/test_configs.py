@@ -58,7 +58,6 @@ def test_coco_recipe_runs_two_iterations(tmp_path):
     cfg.model.clip.pretrained = None  # random weights: no download
     cfg.model.proposer.checkpoint = None
     cfg.model.num_things_classes = len(data['thing_classes'])
-    cfg.model.num_stuff_classes = len(data['stuff_classes'])
     for loader in (cfg.train_dataloader, cfg.test_dataloader):
         loader.num_workers, loader.persistent_workers = 0, False
         loader.dataset.update(

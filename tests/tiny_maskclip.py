@@ -43,8 +43,7 @@ def tiny_maskclip_cfg(work_dir: str, data: dict, clip_path: str, max_iters: int,
                             mask_attention_overrides={i: RMA for i in rma_blocks}),
         text_encoder=dict(type='MaskCLIPTextEncoder'),
         head=dict(type='MaskCLIPHead', train_cfg=dict(num_points=512)),
-        num_things_classes=len(data['thing_classes']),
-        num_stuff_classes=len(data['stuff_classes']))
+        num_things_classes=len(data['thing_classes']))
     cfg = dict(
         default_scope='mmdet',
         work_dir=work_dir,

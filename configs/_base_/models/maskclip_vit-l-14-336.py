@@ -43,7 +43,6 @@ model = dict(
     text_encoder=dict(type='MaskCLIPTextEncoder', templates=None),
     head=dict(type='MaskCLIPHead'),
     num_things_classes=80,
-    num_stuff_classes=53,
     void_class='other',
     logit_scale=100.0,
     # The authors squash the padded batch to CLIP's 336 x 336.

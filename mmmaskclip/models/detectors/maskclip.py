@@ -41,11 +41,10 @@ class MaskCLIP(BaseDetector):
             needed for training.
         post_processor (dict): semantic + instance + panoptic outputs
             (``UniversalPostProcessor``); ``test_cfg`` entries override it.
-        num_things_classes (int): things come first in the vocabulary; used
-            with ``class_names`` and for samples that carry no
-            ``stuff_text`` (a vocabulary from the samples' ``text`` and
-            ``stuff_text`` has ``len(text)`` things).
-        num_stuff_classes (int): stuff classes follow.
+        num_things_classes (int): with ``class_names``, its first
+            ``num_things_classes`` names are things and the rest stuff (a
+            vocabulary from the samples has ``len(text)`` things, the
+            ``stuff_text`` after them are stuff).
         class_names (Sequence[str], optional): a fixed vocabulary; by default
             it is read from each batch's samples (``text`` and ``stuff_text``
             metainfo, which mmdet datasets add with ``return_classes=True``).
@@ -76,7 +75,6 @@ class MaskCLIP(BaseDetector):
                  head: OptConfigType = dict(type='MaskCLIPHead'),
                  post_processor: ConfigType = dict(type='UniversalPostProcessor'),
                  num_things_classes: int = 80,
-                 num_stuff_classes: int = 53,
                  class_names: Optional[Sequence[str]] = None,
                  void_class: Optional[str] = 'other',
                  logit_scale: float = 100.0,
@@ -100,7 +98,6 @@ class MaskCLIP(BaseDetector):
         self.head = MODELS.build(head) if head else None
         self.post_processor = MODELS.build(dict(post_processor, **(test_cfg or {})))
         self.num_things_classes = num_things_classes
-        self.num_stuff_classes = num_stuff_classes
         self.class_names = list(class_names) if class_names else None
         self.void_class = void_class
         self.logit_scale = float(logit_scale)
