@@ -170,17 +170,70 @@ def build_clip_model(clip: ClipConfig) -> nn.Module:
             raise
     if url:
         _load_url_weights(model, url)
+    setattr(model, TOKENIZER_ATTR, name if name is not None else dict(
+        model_cfg.get('text_cfg') or {}))
     return model.eval()
 
 
-def clip_tokenizer(clip: ClipConfig, model: nn.Module):
-    """Tokenizer that matches ``model``: open_clip's own for named models, the
-    default CLIP BPE tokenizer (bundled with open_clip) otherwise."""
+#: Attribute through which a model built here remembers its tokenizer: an
+#: open_clip model name, or the ``text_cfg`` of a ``model_cfg``.
+TOKENIZER_ATTR = '_mmmaskclip_tokenizer'
+#: Vocabulary size of CLIP's byte-pair encoding (open_clip's SimpleTokenizer).
+CLIP_BPE_VOCAB_SIZE = 49408
+
+
+def _tokenizer_from_text_cfg(text_cfg: dict):
+    """The tokenizer a ``text_cfg`` asks for, as ``open_clip.get_tokenizer``
+    derives it from a named model's config."""
     import open_clip
-    name = clip.get('name') if isinstance(clip, dict) else None
-    if name:
-        return open_clip.get_tokenizer(name)
-    return open_clip.SimpleTokenizer(context_length=model.context_length)
+    context_length = text_cfg.get('context_length', 77)
+    kwargs = dict(text_cfg.get('tokenizer_kwargs') or {})
+    hf_name = text_cfg.get('hf_tokenizer_name')
+    if not hf_name:
+        return open_clip.SimpleTokenizer(context_length=context_length, **kwargs)
+    return open_clip.tokenizer.HFTokenizer(hf_name, context_length=context_length,
+                                           tokenizer_mode=text_cfg.get('tokenizer_mode'),
+                                           **kwargs)
+
+
+def clip_tokenizer(model: nn.Module, tokenizer: Optional[str] = None):
+    """The tokenizer that matches ``model``'s text tower.
+
+    Args:
+        model (nn.Module): an open_clip model; one built by
+            :func:`build_clip_model` knows its model name or ``text_cfg``.
+        tokenizer (str, optional): an open_clip model name (or
+            ``'hf-hub:...'`` / ``'local-dir:...'``) whose tokenizer to use,
+            overriding what the model knows.
+
+    Returns:
+        callable: ``open_clip.get_tokenizer(name)`` for named models; the
+        tokenizer a ``model_cfg``'s ``text_cfg`` asks for (CLIP's BPE with its
+        ``tokenizer_kwargs``, or its ``hf_tokenizer_name``); CLIP's BPE for
+        other models whose text vocabulary is CLIP's.
+
+    Raises:
+        ValueError: for a model of unknown origin whose text tower is not
+            CLIP's (its tokenizer cannot be guessed), or a tokenizer that
+            cannot be built (e.g. a Hugging Face one offline).
+    """
+    import open_clip
+    spec = tokenizer or getattr(model, TOKENIZER_ATTR, None)
+    try:
+        if isinstance(spec, str):
+            return open_clip.get_tokenizer(spec)
+        if isinstance(spec, dict):
+            return _tokenizer_from_text_cfg(spec)
+    except Exception as err:  # missing package, no network, unknown name
+        raise ValueError(f'Could not build the tokenizer of this CLIP ({spec!r}): '
+                         f'{type(err).__name__}: {err}') from err
+    text = getattr(model, 'text', model)
+    if getattr(text, 'vocab_size', None) == CLIP_BPE_VOCAB_SIZE:
+        return open_clip.SimpleTokenizer(context_length=model.context_length)
+    raise ValueError(
+        f'Cannot tell which tokenizer the text tower of this {type(model).__name__} needs '
+        "(not CLIP's BPE): build it from a config (clip=dict(name=...)) or pass "
+        "text_encoder=dict(tokenizer='<open_clip model name>').")
 
 
 def freeze(module: nn.Module) -> nn.Module:

@@ -1,12 +1,16 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
-"""Mask geometry between the original image and the padded batch.
+"""Mask and image geometry: original image <-> padded batch <-> encoder.
 
 A pipeline may resize and flip an image (not crop: the metainfo does not
-record crops); masks of that image live in three frames: the original image
-(``ori_shape``), the transformed image (``img_shape``) and the padded batch
-(``batch_input_shape``). These functions move mask logits between them, once,
-for every proposal source and for the outputs.
+record crops); masks of that image live in four frames: the original image
+(``ori_shape``), the transformed image (``img_shape``), the padded batch
+(``batch_input_shape``) and the CLIP encoder's input, which is either the
+padded batch squashed to a fixed size (``input_size``, the authors' 336x336)
+or the padded batch itself, padded further to a multiple of the patch size
+(``input_size=None``). These functions move images and mask logits between
+the frames, once, for every proposal source, the losses and the outputs.
 """
+import math
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -100,3 +104,148 @@ def to_original_geometry(logits: Tensor, meta: dict, batch_size: Tuple[int, int]
     if not out:
         return logits.new_zeros(0, *_shape2(out_size), dtype=torch.float32)
     return torch.cat(out)
+
+
+# ------------------------------------------------------------- encoder frame
+def encoder_size(batch_size: Sequence[int], patch_size: Sequence[int],
+                 input_size: Optional[Sequence[int]] = None) -> Tuple[int, int]:
+    """Size ``(He, We)`` of the encoder input for a padded batch ``(Hp, Wp)``.
+
+    ``input_size`` when given (the batch is squashed to it), else the batch
+    rounded up to a multiple of the patch size (the batch is padded).
+    """
+    ph, pw = _shape2(patch_size)
+    if input_size is not None:
+        height, width = _shape2(input_size)
+        if height % ph or width % pw:
+            raise ValueError(f'encoder_input_size {(height, width)} is not a multiple of the '
+                             f'patch size {(ph, pw)}.')
+        return height, width
+    batch_h, batch_w = _shape2(batch_size)
+    return math.ceil(batch_h / ph) * ph, math.ceil(batch_w / pw) * pw
+
+
+def resize_images(images: Tensor, size: Tuple[int, int], mode: str = 'bicubic',
+                  antialias: bool = True) -> Tensor:
+    """The one resize rule of CLIP inputs: ``(B, 3, h, w)`` -> ``(B, 3, *size)``.
+
+    ``align_corners=False``, no clamping (bicubic may overshoot the pixel
+    range, as in the authors' torchvision ``Resize`` on tensors, which had no
+    antialiasing then: ``antialias=False`` reproduces it).
+    """
+    size = _shape2(size)
+    if tuple(images.shape[-2:]) == size:
+        return images
+    align = None if mode in ('nearest', 'area') else False
+    return F.interpolate(images, size=size, mode=mode, align_corners=align,
+                         antialias=antialias and mode in ('bilinear', 'bicubic'))
+
+
+def images_to_encoder(images: Tensor, patch_size: Sequence[int],
+                      input_size: Optional[Sequence[int]] = None, mode: str = 'bicubic',
+                      antialias: bool = True) -> Tensor:
+    """Normalised padded batch ``(B, 3, Hp, Wp)`` -> encoder input ``(B, 3, He, We)``:
+    squashed to ``input_size`` with :func:`resize_images`, or zero-padded
+    (CLIP's mean after normalisation) at the bottom and right to a multiple
+    of the patch size."""
+    size = encoder_size(images.shape[-2:], patch_size, input_size)
+    if input_size is not None:
+        return resize_images(images, size, mode, antialias)
+    pad_h, pad_w = size[0] - images.shape[-2], size[1] - images.shape[-1]
+    return F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images
+
+
+def masks_to_encoder(mask_logits: Tensor, batch_size: Sequence[int], patch_size: Sequence[int],
+                     input_size: Optional[Sequence[int]] = None,
+                     antialias: bool = True) -> Tensor:
+    """Mask logits covering the padded batch -> the encoder frame, exactly as
+    :func:`images_to_encoder` moves the image.
+
+    Args:
+        mask_logits (Tensor): ``(B, M, h, w)`` at any resolution of the padded
+            batch (e.g. a proposer's quarter resolution).
+        batch_size (Sequence[int]): the padded batch ``(Hp, Wp)``.
+        patch_size (Sequence[int]): the ViT patch size.
+        input_size (Sequence[int], optional): squash size, see
+            :func:`encoder_size`.
+        antialias (bool): antialias where a side shrinks (bilinear either way).
+
+    Returns:
+        Tensor: ``(B, M, He, We)``: resized straight to ``input_size``; or
+        resized to ``(Hp, Wp)`` and padded with :data:`PAD_MASK_LOGIT` to the
+        patch multiple, so the padding of the image is outside every mask.
+    """
+    size = encoder_size(batch_size, patch_size, input_size)
+    inner = size if input_size is not None else _shape2(batch_size)
+    b, m = mask_logits.shape[:2]
+    if tuple(mask_logits.shape[-2:]) != inner:
+        if m == 0:
+            mask_logits = mask_logits.new_zeros(b, 0, *inner)
+        else:
+            shrink = mask_logits.shape[-2] > inner[0] or mask_logits.shape[-1] > inner[1]
+            mask_logits = F.interpolate(mask_logits, size=inner, mode='bilinear',
+                                        align_corners=False, antialias=antialias and shrink)
+    pad_h, pad_w = size[0] - inner[0], size[1] - inner[1]
+    if pad_h or pad_w:
+        mask_logits = F.pad(mask_logits, (0, pad_w, 0, pad_h), value=PAD_MASK_LOGIT)
+    return mask_logits
+
+
+def masks_from_encoder(mask_logits: Tensor, batch_size: Sequence[int],
+                       input_size: Optional[Sequence[int]] = None) -> Tensor:
+    """Encoder-frame masks ``(B, M, He, We)`` -> masks that cover exactly the
+    padded batch, without upsampling: the patch padding is cropped off (a
+    view) when the batch was padded; squashed masks already cover the batch
+    (at ``input_size``; :func:`point_sample_resized` and
+    :func:`to_original_geometry` resize them lazily)."""
+    if input_size is not None:
+        return mask_logits
+    batch_h, batch_w = _shape2(batch_size)
+    return mask_logits[..., :batch_h, :batch_w]
+
+
+def _bilinear_taps(pixel: Tensor, out_len: int, in_len: int) -> Tuple[Tensor, Tensor]:
+    """Source indices and weights ``(..., 4)`` giving the values at the two
+    ``grid_sample`` neighbours of ``pixel`` (zero padding) on an axis of
+    ``out_len`` pixels that ``F.interpolate`` (bilinear, ``align_corners=False``)
+    resized from ``in_len`` pixels."""
+    lower = pixel.floor()
+    index, weight = [], []
+    for pos, w_pos in ((lower, 1 - (pixel - lower)), (lower + 1, pixel - lower)):
+        inside = (pos >= 0) & (pos <= out_len - 1)
+        src = ((pos + 0.5) * (in_len / out_len) - 0.5).clamp(min=0)
+        lo = src.floor().clamp(max=in_len - 1)
+        frac = src - lo
+        hi = (lo + 1).clamp(max=in_len - 1)
+        w_pos = w_pos * inside
+        index += [lo, hi]
+        weight += [w_pos * (1 - frac), w_pos * frac]
+    return torch.stack(index, -1).long(), torch.stack(weight, -1)
+
+
+def point_sample_resized(masks: Tensor, coords: Tensor, size: Sequence[int]) -> Tensor:
+    """``point_sample`` of masks bilinearly resized to ``size``, without
+    materialising the resized masks.
+
+    Equals ``mmcv.ops.point_sample(F.interpolate(masks, size, mode='bilinear',
+    align_corners=False), coords)`` (``align_corners=False``, zero padding)
+    to float error, at ``O(N P)`` memory instead of ``O(N H W)``.
+
+    Args:
+        masks (Tensor): ``(N, 1, h, w)`` logits.
+        coords (Tensor): ``(N, P, 2)`` normalised ``(x, y)`` in ``[0, 1]``.
+        size (Sequence[int]): the resolution ``(H, W)`` the masks stand for.
+
+    Returns:
+        Tensor: ``(N, 1, P)`` sampled values.
+    """
+    out_h, out_w = _shape2(size)
+    in_h, in_w = masks.shape[-2:]
+    coords = coords.to(masks.dtype if masks.is_floating_point() else torch.float32)
+    yi, yw = _bilinear_taps(coords[..., 1] * out_h - 0.5, out_h, in_h)  # N P 4
+    xi, xw = _bilinear_taps(coords[..., 0] * out_w - 0.5, out_w, in_w)
+    flat = masks.flatten(1)  # N, h*w
+    index = (yi[..., :, None] * in_w + xi[..., None, :]).flatten(2)  # N P 16
+    weight = (yw[..., :, None] * xw[..., None, :]).flatten(2).to(masks.dtype)
+    values = flat.gather(1, index.flatten(1)).view_as(weight)
+    return (values * weight).sum(-1)[:, None]

@@ -4,10 +4,11 @@ from typing import Any
 from .checkpoint import (get_runner_checkpoint_globals,
                          install_checkpoint_allowlist,
                          runner_checkpoint_globals)
+from .config import resolve_config_path
 
 __all__ = [
     'RUNNER_CHECKPOINT_GLOBALS', 'get_runner_checkpoint_globals',
-    'install_checkpoint_allowlist', 'runner_checkpoint_globals'
+    'install_checkpoint_allowlist', 'runner_checkpoint_globals', 'resolve_config_path'
 ]
 
 

@@ -110,7 +110,7 @@ def test_perfect_prediction_is_matched_and_cheap(fmt, scale):
     assert good['loss_cls'] < 1e-2
 
 
-def pixel_grid(mask_preds, labels, num_points, *args):
+def pixel_grid(mask_preds, num_points, *args):
     """Stand-in for the importance sampler: every pixel centre, once."""
     h, w = mask_preds.shape[-2:]
     assert num_points == h * w
@@ -145,7 +145,7 @@ def reference_losses(cls_logits, mask_logits, matches, insts, small):
 
 @pytest.mark.parametrize('fmt,scale', [('bool', 1), ('bitmap', 2), ('uint8', 1)])
 def test_matches_naive_reference(monkeypatch, fmt, scale):
-    monkeypatch.setattr(head_module, 'get_uncertain_point_coords_with_randomness', pixel_grid)
+    monkeypatch.setattr(head_module, 'uncertain_point_coords', pixel_grid)
     insts, small = make_gt(scale=scale, fmt=fmt)
     cls_logits, final = planted(insts, small, PERMS)
     final = final * 0.3 + smooth_logits(B, M, H, W, seed=3)  # imperfect, still clear
@@ -218,7 +218,7 @@ def test_unmatched_and_invalid_proposals():
 
 
 def test_aux_losses(monkeypatch):
-    monkeypatch.setattr(head_module, 'get_uncertain_point_coords_with_randomness', pixel_grid)
+    monkeypatch.setattr(head_module, 'uncertain_point_coords', pixel_grid)
     insts, small = make_gt()
     cls_logits, final = planted(insts, small, PERMS)
     valid = torch.ones(B, M, dtype=torch.bool)
@@ -284,3 +284,78 @@ def test_gradients_reach_all_inputs():
         per_prop = t.grad.flatten(2).abs().sum(-1)
         assert (per_prop[matched] > 0).all()
         assert (per_prop[~matched] == 0).all()  # unmatched and padded: no gradient
+
+
+def test_void_column_trains_as_the_authors():
+    """With a void ('other') column, the class loss is the authors' (and
+    detectron2 Mask2Former's) ``F.cross_entropy(logits, targets, weight)``:
+    softmax over C + 1 columns, unmatched proposals targeting void with
+    weight ``void_loss_weight`` (0), a weighted mean."""
+    insts, small = make_gt()
+    cls_logits, masks = planted(insts, small, PERMS)
+    cls_void = torch.cat([cls_logits * 0.3, torch.randn(B, M, 1)], -1)  # C + 1 columns
+    valid = torch.ones(B, M, dtype=torch.bool)
+    valid[1, 3] = False  # a padded slot is not a proposal at all
+    for void_weight in (0.0, 0.1):
+        head = MaskCLIPHead(train_cfg=dict(num_points=256), void_loss_weight=void_weight)
+        torch.manual_seed(0)
+        matches = head.match(cls_void, [masks], valid, insts)
+        torch.manual_seed(0)
+        losses = head.loss(cls_void, [masks], valid, insts, has_void=True)
+        targets = torch.full((B, M), C)
+        for b, (props, gts) in enumerate(matches):
+            targets[b, props] = insts[b].labels[gts]
+        weight = torch.ones(C + 1)
+        weight[-1] = void_weight
+        ref = 2.0 * F.cross_entropy(cls_void[valid], targets[valid], weight)
+        torch.testing.assert_close(losses['loss_cls'], ref)
+    # the void logit is in the normaliser: the loss differs from C columns
+    torch.manual_seed(0)
+    without = make_head().loss(cls_void[..., :C], [masks], valid, insts)
+    assert abs(without['loss_cls'] - losses['loss_cls']) > 1e-3
+
+
+def test_maskclip_trains_with_the_void_column(tiny_clip):
+    """The detector's class logits in training have the void column too (as
+    at test time), and the head is told so."""
+    from mmmaskclip.models import MaskCLIP
+    from mmdet.structures import DetDataSample
+    seen = {}
+    for void in ('other', None):
+        model = MaskCLIP(clip=tiny_clip, proposer=dict(type='GTMaskProposer'),
+                         class_names=['a', 'b', 'c'], num_things_classes=3, void_class=void,
+                         head=dict(type='MaskCLIPHead', train_cfg=dict(num_points=64)))
+        loss = model.head.loss
+
+        def spy(cls_logits, *args, **kwargs):
+            seen[void] = (cls_logits.shape[-1], kwargs['has_void'])
+            return loss(cls_logits, *args, **kwargs)
+
+        model.head.loss = spy
+        mask = np.zeros((1, 64, 64), np.uint8)
+        mask[:, 8:40, 8:40] = 1
+        sample = DetDataSample(metainfo=dict(img_shape=(64, 64), batch_input_shape=(64, 64)))
+        sample.gt_instances = InstanceData(labels=torch.tensor([1]),
+                                           masks=BitmapMasks(mask, 64, 64))
+        model.loss(torch.rand(1, 3, 64, 64) * 255, [sample])
+    assert seen == {'other': (4, True), None: (3, False)}
+
+
+@pytest.mark.parametrize('low', [(21, 21), (12, 20)])
+def test_low_resolution_masks_lose_as_upsampled(low):
+    """Masks at the encoder resolution with ``mask_size`` give the losses of
+    their bilinear upsampling to the padded batch (never materialised)."""
+    insts, small = make_gt(scale=2)
+    size = (2 * H, 2 * W)
+    cls_logits = torch.randn(B, M, C, generator=torch.Generator().manual_seed(3))
+    layers = [smooth_logits(B, M, *low, seed=s) for s in (1, 2)]
+    up = [F.interpolate(x, size=size, mode='bilinear', align_corners=False) for x in layers]
+    valid = torch.ones(B, M, dtype=torch.bool)
+    head = make_head()
+    torch.manual_seed(0)
+    lazy = head.loss(cls_logits, layers, valid, insts, mask_size=size)
+    torch.manual_seed(0)
+    full = head.loss(cls_logits, up, valid, insts)
+    assert set(lazy) == KEYS | {'d0.loss_mask', 'd0.loss_dice'}
+    for key in full:
+        torch.testing.assert_close(lazy[key], full[key], rtol=1e-5, atol=1e-6)

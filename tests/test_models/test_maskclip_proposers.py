@@ -50,3 +50,33 @@ def test_detector_proposer_end_to_end(name, tmp_path):
     sample = runner.model.test_step(next(iter(runner.test_dataloader)))[0]
     assert sample.pred_sem_seg.sem_seg.shape[-2:] == (64, 64)
     assert sample.pred_instances.masks.shape[-2:] == (64, 64)
+
+
+@pytest.mark.parametrize('name', sorted(PROPOSERS))
+def test_detector_proposer_on_a_resized_semantic_sample(name):
+    """The semantic benchmarks' pipelines resize but pack no scale_factor:
+    Mask R-CNN used to paste masks on an ori_shape canvas with img_shape boxes
+    (``RuntimeError: upper bound and lower bound inconsistent``)."""
+    from mmdet.structures import DetDataSample
+    from mmmaskclip.models import DetectorProposer
+    path, shrink = PROPOSERS[name]
+    detector = Config.fromfile(osp.join(REPO, path)).model
+    shrink(detector)
+    torch.manual_seed(0)
+    proposer = DetectorProposer(detector=detector)
+    if name == 'mask_rcnn':  # random weights: make every box an object
+        proposer.detector.roi_head.bbox_head.fc_cls.bias.data = torch.tensor([6.0, -6.0])
+    # 48 x 64 image resized x10 (ADE20K / PASCAL Context test pipelines), padded to 32
+    sample = DetDataSample(metainfo=dict(img_path='x.jpg', ori_shape=(47, 63),
+                                         img_shape=(470, 630), batch_input_shape=(480, 640)))
+    images = torch.rand(1, 3, 480, 640) * 255
+    proposals = proposer(images, [sample])
+    masks, valid = proposals.mask_logits, proposals.valid
+    if name == 'mask2former':  # the head's quarter resolution of the batch
+        assert masks.shape[-2:] == (120, 160) and valid.all()
+    else:
+        assert masks.shape[-2:] == (480, 640) and valid.sum() > 0
+        inside = masks[valid] > 0
+        assert inside.any()
+        assert not inside[:, 470:].any() and not inside[:, :, 630:].any()
+    assert sample.metainfo['ori_shape'] == (47, 63)  # the caller's sample is untouched

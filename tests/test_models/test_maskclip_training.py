@@ -44,8 +44,9 @@ def mean_iou(model, runner):
             gt = model.gt_segments(samples)
             proposals, regions, _ = model.encode(data['inputs'], samples,
                                                  model.vocabulary(samples), gt)
-            size = data['inputs'].shape[-2:]
-            refined = model.final_masks(proposals, regions, size)
+            size = tuple(data['inputs'].shape[-2:])
+            refined = F.interpolate(model.batch_masks(proposals, regions, size)[-1], size=size,
+                                    mode='bilinear')
             coarse = F.interpolate(proposals.mask_logits, size=size, mode='bilinear')
             for b, seg in enumerate(gt):
                 k = len(seg.masks)  # GTMaskProposer keeps ground-truth order first

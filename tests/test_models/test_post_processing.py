@@ -60,24 +60,40 @@ def test_panoptic_by_hand():
     assert (pan[0:3, 3] == 1 + 3 * INSTANCE_OFFSET).all()
 
 
-def test_instances_things_only_topk_and_scores():
+@pytest.mark.parametrize('topk', ['all', 'things'])
+def test_instance_topk_and_scores(topk):
+    """'all' (Mask2Former's and the authors' rule): the top-k pairs over all
+    classes, then stuff pairs dropped; 'things': the top-k thing pairs."""
     h, w = 6, 6
     inside = math.log(3.0)  # sigmoid = 0.75: mask score is exactly 0.75
     masks = torch.stack([box_mask(h, w, 1, 3, 1, 4, inside=inside),
                          box_mask(h, w, 2, 6, 0, 2, inside=inside)])
     cls = torch.tensor([[2.0, 0.0, 5.0, -math.inf],  # mostly stuff class 2
-                        [0.0, 1.0, 0.0, -math.inf]])
-    post = UniversalPostProcessor(max_per_image=3)
+                        [0.5, 1.0, 0.0, -math.inf]])
+    post = UniversalPostProcessor(max_per_image=3, instance_topk=topk)
     inst = post(cls, masks, num_things=2)['pred_instances']
-    probs = cls.softmax(-1)[:, :2]
-    top = probs.flatten().topk(3)
-    assert torch.equal(inst.labels, top.indices % 2)  # only labels 0 and 1
-    torch.testing.assert_close(inst.scores, top.values * 0.75)
-    assert inst.masks.shape == (3, h, w)
-    q0 = (top.indices // 2 == 0).nonzero()[0, 0]
-    assert inst.bboxes[q0].tolist() == [1.0, 1.0, 4.0, 3.0]  # x1, y1, x2, y2
+    probs = cls.softmax(-1)[:, :-1]
+    if topk == 'things':
+        top = probs[:, :2].flatten().topk(3)
+        labels, proposals = top.indices % 2, top.indices // 2
+    else:  # top 3 of all 6 pairs: (0, stuff 2), (1, 1), (1, 0)
+        top = probs.flatten().topk(3)
+        thing = top.indices % 3 < 2
+        top = (top.values[thing], top.indices[thing])
+        labels, proposals = top[1] % 3, top[1] // 3
+        assert len(labels) == 2  # the stuff pair took one of the 3 places
+    assert torch.equal(inst.labels, labels)  # only labels 0 and 1
+    torch.testing.assert_close(inst.scores, top[0] * 0.75)
+    assert inst.masks.shape == (len(labels), h, w)
+    boxes = {0: [1.0, 1.0, 4.0, 3.0], 1: [0.0, 2.0, 2.0, 6.0]}  # x1, y1, x2, y2
+    assert inst.bboxes.tolist() == [boxes[int(q)] for q in proposals]
     all_things = post(cls, masks, num_things=3)['pred_instances']  # a user vocabulary
     assert 2 in all_things.labels.tolist()  # the last class is reachable
+
+
+def test_bad_instance_topk():
+    with pytest.raises(ValueError, match='instance_topk'):
+        UniversalPostProcessor(instance_topk='stuff')
 
 
 def test_void_column_never_shifts_labels():

@@ -206,3 +206,29 @@ def test_mixed_precision_forward_backward(style, tiny_clip):
     assert torch.isfinite(out.region_embeds.float()).all()
     assert all(torch.isfinite(p.grad).all() for p in enc.parameters() if p.grad is not None)
     torch.testing.assert_close(out.region_embeds.float(), ref.region_embeds, atol=0.1, rtol=0.1)
+
+
+@pytest.mark.parametrize('style', ['official', 'paper'])
+def test_initialisation_is_the_authors(style):
+    """``nn.init.kaiming_normal_`` with torch's defaults (fan_in, gain
+    sqrt(2)), as the authors call it: at ViT-L/14 size f2's weight has std
+    sqrt(2 / 196) = 0.101 and φ_Km's sqrt(2 / 1024) = 0.044 (mmengine's
+    ``kaiming_init`` defaults to fan_out: 0.0032 and 0.044)."""
+    torch.manual_seed(0)
+    layer = RelativeMaskAttention(1024, 16, (14, 14), style=style)
+    layer.init_weights()
+    expected = {'mask_patch_embed': math.sqrt(2 / 196), 'key_proj_m': math.sqrt(2 / 1024)}
+    if style == 'official':  # f_r: QuickGELU + Conv2d(1024, 196, 1)
+        expected['refiner.1'] = math.sqrt(2 / 1024)
+    else:  # phi_Qm linear, f_r's hidden conv (its output conv is zero)
+        expected.update({'query_proj_m': math.sqrt(2 / 1024), 'refiner.0': math.sqrt(2 / 1024)})
+        assert (layer.refiner[-1].weight == 0).all()
+    for name, std in expected.items():
+        weight = layer.get_submodule(name).weight
+        assert weight.std().item() == pytest.approx(std, rel=0.03), name
+        assert abs(weight.mean().item()) < 0.05 * std, name
+    for conv in [layer.mask_patch_embed] + ([layer.refiner[1]] if style == 'official' else []):
+        assert 0 <= conv.bias.min() and conv.bias.max() <= 1 and conv.bias.std() > 0.2
+    assert (layer.key_proj_m.bias == 0).all()
+    if style == 'official':  # LayerNorm phi_Qm keeps torch's default
+        assert (layer.query_proj_m.weight == 1).all() and (layer.query_proj_m.bias == 0).all()

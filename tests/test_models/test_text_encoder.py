@@ -309,3 +309,59 @@ def test_embeddings_ignore_caller_autocast(clip_model, tokenizer):
     # ... but the encoder's are exact
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
+def canonical_text_cfg():
+    """A tiny text tower whose config asks for another tokenizer cleaning
+    (``clean='canonicalize'``: lower case, punctuation removed), as the SigLIP
+    configs of open_clip do; no download needed."""
+    cfg = tiny_clip_cfg()
+    cfg['text_cfg'] = dict(cfg['text_cfg'], tokenizer_kwargs=dict(clean='canonicalize'))
+    return cfg
+
+
+def test_tokenizer_follows_the_model_config():
+    """The tokenizer a model needs is used wherever the model comes from:
+    its config, or a model built from it and shared (as MaskCLIP shares one
+    CLIP between the visual and the text encoder); never a silent fallback
+    to CLIP's default tokenizer."""
+    import open_clip
+
+    from mmmaskclip.models import MaskCLIP, build_clip_model
+    torch.manual_seed(0)
+    clip = build_clip_model(dict(model_cfg=canonical_text_cfg()))
+    names = ['T-Shirt!', "children's bed", 'wall']
+    canonical = open_clip.SimpleTokenizer(clean='canonicalize')
+    assert not torch.equal(canonical(names), open_clip.SimpleTokenizer()(names))
+    expected = reference(clip, canonical, names)
+    direct = MaskCLIPTextEncoder(clip=clip)(names)
+    torch.testing.assert_close(direct, expected)
+    maskclip = MaskCLIP(clip=clip, proposer=dict(type='GTMaskProposer'), head=None)
+    torch.testing.assert_close(maskclip.text_encoder(names), expected)
+    assert not torch.allclose(direct, reference(clip, open_clip.SimpleTokenizer(), names))
+
+
+def test_tokenizer_of_unknown_models():
+    """A module built elsewhere: CLIP's BPE when its text vocabulary is CLIP's,
+    else a clear error asking for the tokenizer's name."""
+    import open_clip
+    clip = open_clip.CLIP(**tiny_clip_cfg()).eval()
+    assert isinstance(MaskCLIPTextEncoder(clip=clip).tokenizer, open_clip.SimpleTokenizer)
+    cfg = tiny_clip_cfg()
+    cfg['text_cfg'] = dict(cfg['text_cfg'], vocab_size=1000)
+    other = open_clip.CLIP(**cfg).eval()
+    with pytest.raises(ValueError, match="tokenizer='<open_clip model name>'"):
+        MaskCLIPTextEncoder(clip=other)
+    from mmmaskclip.models.clip_loader import clip_tokenizer
+    named = clip_tokenizer(other, tokenizer='ViT-B-16')  # an explicit name wins
+    assert isinstance(named, open_clip.SimpleTokenizer)
+
+
+def test_names_verbatim(clip_model, tokenizer):
+    """``split_synonyms=False`` embeds each name as one string (the authors'
+    ADE20K names, synonyms comma-joined)."""
+    names = ['wall, brick wall', 'window ']
+    encoder = MaskCLIPTextEncoder(clip=clip_model, split_synonyms=False)
+    torch.testing.assert_close(encoder(names), reference(clip_model, tokenizer, names))
+    split = MaskCLIPTextEncoder(clip=clip_model)(names)
+    assert not torch.allclose(split[0], encoder(names)[0])

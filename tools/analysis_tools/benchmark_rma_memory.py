@@ -10,6 +10,15 @@ weights. Variants:
 - ``rma-naive``: the block with an RMA layer, reference implementation;
 - ``rma-fast``: the block with an RMA layer, folded/chunked implementation.
 
+With ``--mode loss`` it measures the training loss instead (``MaskCLIPHead``
+on the masks of four RMA layers at the encoder's 336 x 336 for a 1024 x 1024
+padded batch, ``M`` proposals, 30 ground-truth segments, backward included):
+
+- ``loss-upsampled``: every layer's masks upsampled to the padded batch
+  before point sampling (what MaskCLIP did before);
+- ``loss-lazy``: point-sampled at the encoder resolution as if upsampled
+  (``mask_size``; the same losses to float error).
+
 Peak memory is the rise of the process' peak RSS (Linux ``VmHWM``, reset
 just before the measured call) over the RSS before it, on the CPU; with
 ``--device cuda``, ``torch.cuda.max_memory_allocated`` over the allocation
@@ -20,6 +29,7 @@ input masks) are.
 Example::
 
     python tools/analysis_tools/benchmark_rma_memory.py --num-masks 100 --size 644
+    python tools/analysis_tools/benchmark_rma_memory.py --mode loss
 """
 import argparse
 import json
@@ -29,6 +39,7 @@ import sys
 import time
 
 VARIANTS = ('plain', 'rma-naive', 'rma-fast')
+LOSS_VARIANTS = ('loss-upsampled', 'loss-lazy')
 
 
 def parse_args(argv=None):
@@ -39,10 +50,13 @@ def parse_args(argv=None):
     parser.add_argument('--heads', type=int, default=16)
     parser.add_argument('--style', default='official', choices=['paper', 'official'])
     parser.add_argument('--chunk-size', type=int, default=8)
-    parser.add_argument('--mode', default='inference', choices=['inference', 'training'],
-                        help='training: forward + backward (fast path with with_cp)')
+    parser.add_argument('--mode', default='inference',
+                        choices=['inference', 'training', 'loss'],
+                        help='training: forward + backward (fast path with with_cp); loss: '
+                        'the training loss on 336-pixel masks of a 1024-pixel batch')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument('--variants', nargs='+', default=None, choices=VARIANTS + LOSS_VARIANTS,
+                        help='default: all of the mode')
     parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -55,7 +69,66 @@ def _rss_mib(field: str) -> float:
     raise RuntimeError(f'{field} not in /proc/self/status')
 
 
+def measure(step, device) -> tuple:
+    """Run ``step()``; its result and the peak memory rise (MiB) and seconds."""
+    import torch
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        base = _rss_mib('VmRSS')
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # reset the peak RSS (VmHWM)
+    start = time.perf_counter()
+    out = step()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        peak = _rss_mib('VmHWM') - base
+    return out, peak, time.perf_counter() - start
+
+
+def run_loss_child(args) -> dict:
+    """The head's loss on four layers of encoder-resolution masks."""
+    import torch
+    import torch.nn.functional as F
+    from mmengine.structures import InstanceData
+
+    from mmmaskclip.models.heads import MaskCLIPHead
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    batch, enc, num_gt = (1024, 1024), (336, 336), 30
+    layers = [torch.randn(1, args.num_masks, *enc, device=device, requires_grad=True)
+              for _ in range(4)]
+    seg = torch.randint(0, num_gt, (1, 1, 32, 32), device=device).float()
+    seg = F.interpolate(seg, size=batch, mode='nearest')[0, 0].long()
+    gt = InstanceData(labels=torch.arange(num_gt, device=device) % 10,
+                      masks=seg[None] == torch.arange(num_gt, device=device)[:, None, None])
+    cls = torch.randn(1, args.num_masks, 11, device=device, requires_grad=True)
+    valid = torch.ones(1, args.num_masks, dtype=torch.bool, device=device)
+    head = MaskCLIPHead()
+
+    def step():
+        if args.child == 'loss-upsampled':
+            masks = [F.interpolate(m, size=batch, mode='bilinear', align_corners=False)
+                     for m in layers]
+            losses = head.loss(cls, masks, valid, [gt], has_void=True)
+        else:
+            losses = head.loss(cls, layers, valid, [gt], has_void=True, mask_size=batch)
+        total = sum(losses.values())
+        total.backward()
+        return float(total)
+
+    total, peak, seconds = measure(step, device)
+    return dict(variant=args.child, peak_mib=peak, seconds=seconds, masks_out_mib=0.0,
+                loss=total)
+
+
 def run_child(args) -> dict:
+    if args.mode == 'loss':
+        return run_loss_child(args)
     import open_clip
     import torch
 
@@ -86,24 +159,9 @@ def run_child(args) -> dict:
                 (out.region_embeds.sum() + out.mask_logits[-1].mean()).backward()
         return out
 
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        base = _rss_mib('VmRSS')
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')  # reset the peak RSS (VmHWM)
-    start = time.perf_counter()
-    out = step()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        peak = _rss_mib('VmHWM') - base
+    out, peak, seconds = measure(step, device)
     masks_out = sum(m.numel() * m.element_size() for m in out.mask_logits) / 2**20
-    return dict(variant=args.child, peak_mib=peak, seconds=time.perf_counter() - start,
-                masks_out_mib=masks_out)
+    return dict(variant=args.child, peak_mib=peak, seconds=seconds, masks_out_mib=masks_out)
 
 
 def main(argv=None):
@@ -112,13 +170,23 @@ def main(argv=None):
         print(json.dumps(run_child(args)))
         return
     results = {}
-    for variant in args.variants:
+    variants = args.variants or (LOSS_VARIANTS if args.mode == 'loss' else VARIANTS)
+    for variant in variants:
         cmd = [sys.executable, os.path.abspath(__file__), '--child', variant]
         for key in ('num_masks', 'size', 'width', 'heads', 'style', 'chunk_size', 'mode',
                     'device'):
             cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         results[variant] = json.loads(out.strip().splitlines()[-1])
+    if args.mode == 'loss':
+        ref = results.get('loss-upsampled')
+        print(f'MaskCLIPHead loss + backward, 4 RMA layers x M={args.num_masks} masks of '
+              f'336x336 for a 1024x1024 batch, device={args.device}')
+        for variant, res in results.items():
+            ratio = f"  {res['peak_mib'] / ref['peak_mib']:.2f}x upsampled" if ref else ''
+            print(f"  {variant:15s} peak +{res['peak_mib']:8.1f} MiB  {res['seconds']:6.2f} s"
+                  f"  total loss {res['loss']:.6f}{ratio}")
+        return
     grid = args.size // 14
     print(f'one block, width {args.width}, {args.heads} heads, {args.size}px '
           f'({grid}x{grid} patches), M={args.num_masks}, style={args.style}, '

@@ -45,8 +45,13 @@ model = dict(
     num_things_classes=80,
     void_class='other',
     logit_scale=100.0,
-    # The authors squash the padded batch to CLIP's 336 x 336.
+    # The authors squash the padded batch to CLIP's 336 x 336 (bicubic; we
+    # antialias, their torchvision 0.11 did not: docs/reproduction.md), with
+    # the pixel mean in the padding (0 after the proposer's normalisation).
     encoder_input_size=(336, 336),
+    image_resize=dict(mode='bicubic', antialias=True),
+    mask_antialias=True,
+    image_pad_value=(123.675, 116.28, 103.53),
     # Mask2Former's inference rules; the authors' COCO thresholds (the
     # ADE20K dataset bases set object_mask_thr=0.3).
     post_processor=dict(
@@ -56,4 +61,6 @@ model = dict(
         semantic_on=True,
         object_mask_thr=0.5,
         overlap_thr=0.5,
-        max_per_image=100))
+        max_per_image=100,
+        # Mask2Former's instance rule: top-100 over all classes, stuff dropped
+        instance_topk='all'))

@@ -15,6 +15,7 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from mmdet.utils import OptMultiConfig
 from ..clip_loader import ClipConfig, build_clip_model, freeze
+from ..geometry import resize_images
 from ..layers import prepare_mask_logits
 from .encoder_output import RegionEncoderOutput
 
@@ -49,6 +50,8 @@ class CLIPBaselineEncoder(BaseModule):
             inputs were normalised with; defaults to the CLIP's preprocessing
             config or OpenAI's.
         image_std (Sequence[float], optional): likewise for the std.
+        image_resize (dict): ``mode`` and ``antialias`` of the resize to
+            ``input_size`` (default bicubic, antialiased).
         init_cfg (dict or list[dict], optional): initialisation config.
     """
 
@@ -60,6 +63,7 @@ class CLIPBaselineEncoder(BaseModule):
                  chunk_size: int = 16,
                  image_mean: Optional[Sequence[float]] = None,
                  image_std: Optional[Sequence[float]] = None,
+                 image_resize: dict = dict(mode='bicubic', antialias=True),
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
@@ -75,6 +79,7 @@ class CLIPBaselineEncoder(BaseModule):
         self.crop_to_box = crop_to_box
         self.background = background
         self.chunk_size = chunk_size
+        self.image_resize = dict(image_resize)
         mean = image_mean or getattr(visual, 'image_mean', None) or OPENAI_DATASET_MEAN
         std = image_std or getattr(visual, 'image_std', None) or OPENAI_DATASET_STD
         black = -torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)
@@ -92,11 +97,9 @@ class CLIPBaselineEncoder(BaseModule):
         return self
 
     def _resize(self, image: Tensor) -> Tensor:
-        """``(n, 3, h, w) -> (n, 3, *input_size)``."""
-        if tuple(image.shape[-2:]) == self.input_size:
-            return image
-        return F.interpolate(image, size=self.input_size, mode='bilinear',
-                             align_corners=False, antialias=True)
+        """``(n, 3, h, w) -> (n, 3, *input_size)`` (the one resize rule of CLIP
+        inputs, :func:`~mmmaskclip.models.geometry.resize_images`)."""
+        return resize_images(image, self.input_size, **self.image_resize)
 
     def masked_images(self, image: Tensor, masks: Tensor) -> Tensor:
         """``R_i = M_i ⊙ I`` for one image, resized to CLIP's input.

@@ -8,13 +8,13 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
 from ..clip_loader import ClipConfig, build_clip_model, with_clip
+from ..geometry import resize_images
 
 
 @MODELS.register_module()
@@ -35,6 +35,9 @@ class OpenVocabMaskClassifier(BaseModule):
         input_size (tuple[int, int], optional): ``(H, W)`` images are resized
             to before encoding (multiples of the patch size). Defaults to the
             CLIP's own image size.
+        image_resize (dict): ``mode`` and ``antialias`` of that resize, the
+            rule of :func:`~mmmaskclip.models.geometry.resize_images` (as in
+            ``MaskCLIP``). Default bicubic, antialiased.
         init_cfg (dict or list[dict], optional): initialisation config.
     """
 
@@ -44,6 +47,7 @@ class OpenVocabMaskClassifier(BaseModule):
                  text_encoder: ConfigType,
                  logit_scale: float = 100.0,
                  input_size: Optional[Tuple[int, int]] = None,
+                 image_resize: ConfigType = dict(mode='bicubic', antialias=True),
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
@@ -56,6 +60,7 @@ class OpenVocabMaskClassifier(BaseModule):
         self.region_encoder = MODELS.build(with_clip(region_encoder, clip_model))
         self.text_encoder = MODELS.build(with_clip(text_encoder, clip_model))
         self.logit_scale = float(logit_scale)
+        self.image_resize = dict(image_resize)
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
@@ -70,8 +75,7 @@ class OpenVocabMaskClassifier(BaseModule):
         if image.dim() != 3 or image.shape[-1] != 3:
             raise ValueError(f'Expected an RGB image (H, W, 3), got {tuple(image.shape)}.')
         x = image.to(self.device).permute(2, 0, 1)[None].float() / 255.0
-        x = F.interpolate(x, size=self.input_size, mode='bicubic', align_corners=False,
-                          antialias=True).clamp_(0, 1)
+        x = resize_images(x, self.input_size, **self.image_resize)
         return (x - self.mean) / self.std
 
     def forward(self,

@@ -15,13 +15,16 @@ from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..backbones import RegionEncoderOutput
 from ..clip_loader import ClipConfig, build_clip_model, with_clip
-from ..geometry import to_original_geometry
+from ..geometry import (images_to_encoder, masks_from_encoder, masks_to_encoder,
+                        to_original_geometry)
 from ..post_processing import void_column
 from ..proposers import GTMaskProposer, MaskProposals
 
 #: Parts whose weights come from their own sources (CLIP, proposer), not
 #: from MaskCLIP checkpoints.
 FROZEN_PREFIXES = ('proposer.', 'text_encoder.', 'visual_encoder.clip_visual.')
+#: ImageNet's pixel mean (RGB, 0-255): mmdet's and the authors' proposers.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
 
 
 @MODELS.register_module()
@@ -48,13 +51,29 @@ class MaskCLIP(BaseDetector):
         class_names (Sequence[str], optional): a fixed vocabulary; by default
             it is read from each batch's samples (``text`` and ``stuff_text``
             metainfo, which mmdet datasets add with ``return_classes=True``).
-        void_class (str, optional): at test time a text column for this name
-            is appended and proposals it wins are dropped (the authors'
-            ``'other'``); None appends a column that never wins.
+        void_class (str, optional): a text column for this name is appended
+            to the vocabulary in training and at test time (the authors'
+            ``'other'``): unmatched proposals are its training targets (with
+            the head's ``void_loss_weight``, 0 by default) and proposals it
+            wins at test time are dropped. None: no void column in training
+            (unmatched proposals get no class loss) and one that never wins
+            at test time.
         logit_scale (float): class logits = scale x cosine similarity.
         encoder_input_size (tuple[int, int], optional): the padded batch is
             resized to this before CLIP (the authors squash to 336x336);
-            None keeps the batch size, padded to a multiple of the patch.
+            None keeps the batch size, padded to a multiple of the patch
+            (masks are padded exactly like the image).
+        image_resize (dict): how the batch is resized for CLIP: ``mode``
+            (default ``'bicubic'``, the authors') and ``antialias`` (default
+            True; the authors' torchvision had none: False).
+        mask_antialias (bool): antialias proposals where they are shrunk to
+            the encoder size (bilinear either way). Default True.
+        image_pad_value (Sequence[float], optional): RGB 0-255 value written
+            into the padding of the batch before the proposer and CLIP: the
+            proposer's pixel mean (ImageNet's, the default) makes it zero
+            after the proposer's normalisation, as mmdet and detectron2 pad,
+            and is what the authors' CLIP input holds there. None keeps the
+            data preprocessor's padding (zeros).
         use_objectness (bool): multiply the class probabilities by the
             proposer's objectness (where it has one) at test time; off by
             default, as in the paper, where every score comes from CLIP.
@@ -79,6 +98,9 @@ class MaskCLIP(BaseDetector):
                  void_class: Optional[str] = 'other',
                  logit_scale: float = 100.0,
                  encoder_input_size: Optional[Tuple[int, int]] = None,
+                 image_resize: ConfigType = dict(mode='bicubic', antialias=True),
+                 mask_antialias: bool = True,
+                 image_pad_value: Optional[Sequence[float]] = IMAGENET_MEAN,
                  use_objectness: bool = False,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
@@ -102,6 +124,11 @@ class MaskCLIP(BaseDetector):
         self.void_class = void_class
         self.logit_scale = float(logit_scale)
         self.encoder_input_size = tuple(encoder_input_size) if encoder_input_size else None
+        self.image_resize = dict(image_resize)
+        self.mask_antialias = mask_antialias
+        self.register_buffer(
+            'image_pad_value', None if image_pad_value is None else torch.tensor(
+                image_pad_value, dtype=torch.float32), False)
         self.use_objectness = use_objectness
         self._register_state_dict_hook(_drop_frozen_state)
         self._register_load_state_dict_pre_hook(_fill_frozen_state, with_module=True)
@@ -150,43 +177,61 @@ class MaskCLIP(BaseDetector):
             segments.append(InstanceData(labels=labels, masks=masks.bool()))
         return segments
 
-    def clip_images(self, batch_inputs: Tensor) -> Tensor:
-        """RGB 0-255 ``(B, 3, Hp, Wp)`` -> CLIP-normalised encoder input."""
-        x = batch_inputs.float()
-        if self.encoder_input_size and tuple(x.shape[-2:]) != self.encoder_input_size:
-            x = F.interpolate(x, size=self.encoder_input_size, mode='bilinear',
-                              align_corners=False, antialias=True)
-        x = (x - self.clip_mean) / self.clip_std
-        ph, pw = self.visual_encoder.patch_size
-        pad_h, pad_w = -x.shape[-2] % ph, -x.shape[-1] % pw
-        return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+    def fill_padding(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Tensor:
+        """Write ``image_pad_value`` outside each sample's ``img_shape``."""
+        if self.image_pad_value is None:
+            return batch_inputs
+        height, width = batch_inputs.shape[-2:]
+        shapes = [s.metainfo.get('img_shape', (height, width))[:2] for s in batch_data_samples]
+        if all(tuple(shape) == (height, width) for shape in shapes):
+            return batch_inputs
+        out = batch_inputs.float().clone()
+        value = self.image_pad_value.to(out.device).view(3, 1, 1)
+        for image, (img_h, img_w) in zip(out, shapes):
+            image[:, img_h:] = value
+            image[:, :img_h, img_w:] = value
+        return out
 
-    def to_batch_extent(self, masks: Tensor, size: Tuple[int, int]) -> Tensor:
-        """Encoder-resolution masks -> ``(B, M, *size)`` over the padded batch."""
-        if self.encoder_input_size is None:
-            return masks[..., :size[0], :size[1]]
-        return F.interpolate(masks, size=size, mode='bilinear', align_corners=False)
+    def clip_images(self, batch_inputs: Tensor) -> Tensor:
+        """RGB 0-255 ``(B, 3, Hp, Wp)`` -> CLIP-normalised encoder input
+        ``(B, 3, He, We)`` (see :func:`~mmmaskclip.models.geometry.images_to_encoder`)."""
+        x = (batch_inputs.float() - self.clip_mean) / self.clip_std
+        return images_to_encoder(x, self.visual_encoder.patch_size, self.encoder_input_size,
+                                 **self.image_resize)
 
     def encode(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                class_names: Sequence[str],
                batch_gt_segments: Optional[List[InstanceData]] = None
                ) -> Tuple[MaskProposals, RegionEncoderOutput, Tensor]:
-        """Proposals, region embeddings and class logits ``(B, M, C)``."""
+        """Proposals, region embeddings and class logits ``(B, M, C)``.
+
+        The refined masks in ``regions.mask_logits`` are in the encoder frame
+        (see :meth:`batch_masks`).
+        """
         if isinstance(self.proposer, GTMaskProposer) and batch_gt_segments is None:
             batch_gt_segments = self.gt_segments(batch_data_samples)
+        batch_inputs = self.fill_padding(batch_inputs, batch_data_samples)
         proposals = self.proposer(batch_inputs, batch_data_samples, batch_gt_segments)
-        regions = self.visual_encoder(self.clip_images(batch_inputs), proposals.mask_logits,
-                                      proposals.valid)
+        masks = masks_to_encoder(proposals.mask_logits, batch_inputs.shape[-2:],
+                                 self.visual_encoder.patch_size, self.encoder_input_size,
+                                 antialias=self.mask_antialias)
+        regions = self.visual_encoder(self.clip_images(batch_inputs), masks, proposals.valid)
         text = self.text_encoder(class_names).to(regions.region_embeds)
         return proposals, regions, self.logit_scale * regions.region_embeds @ text.t()
 
-    def final_masks(self, proposals: MaskProposals, regions: RegionEncoderOutput,
-                    size: Tuple[int, int]) -> Tensor:
-        """The last refined masks (or the proposals, without RMA) at ``size``."""
-        if regions.mask_logits:
-            return self.to_batch_extent(regions.mask_logits[-1], size)
-        return F.interpolate(proposals.mask_logits, size=size, mode='bilinear',
-                             align_corners=False)
+    def batch_masks(self, proposals: MaskProposals, regions: RegionEncoderOutput,
+                    size: Tuple[int, int]) -> List[Tensor]:
+        """Every refined mask (the proposals, without RMA) as ``(B, M, h, w)``
+        logits that cover exactly the padded batch ``size`` at their own
+        resolution (no upsampling: consumers resize lazily)."""
+        if not regions.mask_logits:
+            return [proposals.mask_logits]
+        return [masks_from_encoder(m, size, self.encoder_input_size)
+                for m in regions.mask_logits]
+
+    def with_void(self, names: List[str]) -> List[str]:
+        """The vocabulary plus the void class, if any."""
+        return names + [self.void_class] if self.void_class else names
 
     # ------------------------------------------------------------ modes
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
@@ -194,13 +239,13 @@ class MaskCLIP(BaseDetector):
         if self.head is None:
             raise ValueError('MaskCLIP was built without a head: it cannot be trained.')
         gt = self.gt_segments(batch_data_samples)
+        names = self.vocabulary(batch_data_samples)
         proposals, regions, cls_logits = self.encode(
-            batch_inputs, batch_data_samples, self.vocabulary(batch_data_samples), gt)
+            batch_inputs, batch_data_samples, self.with_void(names), gt)
         size = tuple(batch_inputs.shape[-2:])
-        masks = [self.to_batch_extent(m, size) for m in regions.mask_logits] or [
-            self.final_masks(proposals, regions, size)]
-        return self.head.loss(cls_logits, masks, regions.valid, gt,
-                              [s.metainfo for s in batch_data_samples])
+        return self.head.loss(cls_logits, self.batch_masks(proposals, regions, size),
+                              regions.valid, gt, [s.metainfo for s in batch_data_samples],
+                              has_void=bool(self.void_class), mask_size=size)
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
@@ -212,14 +257,14 @@ class MaskCLIP(BaseDetector):
         """
         names = self.vocabulary(batch_data_samples)
         num_things = self.num_things(batch_data_samples)
-        with_void = names + [self.void_class] if self.void_class else names
         proposals, regions, cls_logits = self.encode(batch_inputs, batch_data_samples,
-                                                     with_void)
+                                                     self.with_void(names))
         cls_logits = void_column(cls_logits, regions.valid, append=not self.void_class)
-        masks = self.final_masks(proposals, regions, tuple(batch_inputs.shape[-2:]))
+        size = tuple(batch_inputs.shape[-2:])
+        masks = self.batch_masks(proposals, regions, size)[-1]
         objectness = proposals.objectness if self.use_objectness else None
         for b, (sample, cls, mask) in enumerate(zip(batch_data_samples, cls_logits, masks)):
-            mask = self.to_image(mask, sample.metainfo, rescale)
+            mask = self.to_image(mask, sample.metainfo, size, rescale)
             obj = objectness[b] if objectness is not None else None
             for key, value in self.post_processor(cls, mask, num_things, obj).items():
                 setattr(sample, key, value)
@@ -232,12 +277,13 @@ class MaskCLIP(BaseDetector):
         return batch_data_samples
 
     @staticmethod
-    def to_image(masks: Tensor, meta: dict, rescale: bool) -> Tensor:
-        """Masks over the padded batch ``(M, Hp, Wp)`` -> the image: crop the
-        padding, undo a test-time flip, then resize to ``ori_shape`` if
-        ``rescale`` (else stay at ``img_shape``)."""
+    def to_image(masks: Tensor, meta: dict, batch_size: Tuple[int, int],
+                 rescale: bool) -> Tensor:
+        """Masks ``(M, h, w)`` covering the padded batch ``batch_size`` -> the
+        image: upsample to the batch, crop the padding, undo a test-time flip,
+        then resize to ``ori_shape`` if ``rescale`` (else stay at ``img_shape``)."""
         out_size = meta['ori_shape'][:2] if rescale else meta['img_shape'][:2]
-        return to_original_geometry(masks, meta, masks.shape[-2:], out_size)
+        return to_original_geometry(masks, meta, batch_size, out_size)
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList
                  ) -> Tuple[Tensor, List[Tensor]]:

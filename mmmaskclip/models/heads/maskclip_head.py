@@ -10,15 +10,14 @@ import copy
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmcv.ops import point_sample
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmdet.models.utils import get_uncertain_point_coords_with_randomness
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures.mask import BaseInstanceMasks
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig, reduce_mean
+from .point_sampling import OptSize, sample_points, uncertain_point_coords
 
 #: Training config used for every key ``train_cfg`` leaves out.
 DEFAULT_TRAIN_CFG = dict(
@@ -36,8 +35,6 @@ DEFAULT_TRAIN_CFG = dict(
 
 #: Per-image match: (matched proposal indices, their GT indices), both (P,).
 MatchResult = Tuple[Tensor, Tensor]
-
-
 def _zero_loss(x: Tensor) -> Tensor:
     """A zero scalar connected to ``x``'s graph.
 
@@ -64,10 +61,19 @@ class MaskCLIPHead(BaseModule):
       proposals (``valid`` False) are never matched. The one assignment is
       reused for every RMA layer's masks (the proposals are the same mask
       class tokens through all layers).
-    - **Class loss** ``loss_cls``: cross-entropy over the ``C`` classes for
-      matched proposals only. Unmatched proposals get no class loss; this
-      equals the authors' extra ``'other'`` class with CE weight 0.
+    - **Class loss** ``loss_cls``: cross-entropy over the class logits,
+      matched proposals targeting their GT class. With a void column
+      (``has_void``, the last column: the authors' ``'other'``), unmatched
+      valid proposals target it with weight ``void_loss_weight`` (the
+      authors' 0: they still shape the softmax through the matched terms'
+      normaliser, which includes the void logit); without one they get no
+      class loss. Normalised by the sum of the weights (a weighted mean, as
+      ``F.cross_entropy(..., weight)`` in the authors' and detectron2's
+      Mask2Former).
     - **Mask losses** ``loss_mask`` (BCE) and ``loss_dice`` on matched pairs,
+      on masks that may have a lower resolution than the padded batch they
+      cover (``mask_size``): points are read as if the masks were bilinearly
+      resized to it, without materialising that (:func:`sample_points`);
       on ``num_points`` points per pair chosen by importance sampling
       (``oversample_ratio``, ``importance_sample_ratio``, uncertainty
       ``-|logit|``) as Mask2Former's ``_loss_by_feat_single`` does; BCE is
@@ -76,7 +82,7 @@ class MaskCLIPHead(BaseModule):
       ``i = 0 .. L-2``: the same mask losses on each earlier RMA layer's
       (true intermediate) masks, with the final layer's assignment.
 
-    Every loss is normalised by the number of matched pairs, averaged over
+    Mask losses are normalised by the number of matched pairs, averaged over
     GPUs with ``reduce_mean`` and clamped to at least 1. With no matched pair
     in the batch (e.g. no GT), every loss is a zero still connected to the
     graph, never NaN.
@@ -91,6 +97,12 @@ class MaskCLIPHead(BaseModule):
             ``assigner`` replaces the default one as a whole).
         aux_mask_loss (bool): add the auxiliary mask losses of the
             intermediate RMA layers. Defaults to True.
+        void_loss_weight (float): class-loss weight of proposals targeting
+            the void column (the authors' ``NO_OBJECT_WEIGHT``). Default 0.
+        resize_for_points (bool): read points of lower-resolution masks as if
+            resized to ``mask_size`` (True); False samples them directly, as
+            the authors do on their 336x336 masks (bilinear sampling of a
+            bilinear upsampling differs slightly from direct sampling).
         init_cfg (dict or list[dict], optional): initialisation config.
     """
 
@@ -115,6 +127,8 @@ class MaskCLIPHead(BaseModule):
                      loss_weight=5.0),
                  train_cfg: OptConfigType = None,
                  aux_mask_loss: bool = True,
+                 void_loss_weight: float = 0.0,
+                 resize_for_points: bool = True,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         cfg = copy.deepcopy(DEFAULT_TRAIN_CFG)
@@ -127,6 +141,8 @@ class MaskCLIPHead(BaseModule):
         self.assigner = TASK_UTILS.build(cfg['assigner'])
         self.sampler = TASK_UTILS.build(cfg['sampler'], default_args=dict(context=self))
         self.aux_mask_loss = aux_mask_loss
+        self.void_loss_weight = float(void_loss_weight)
+        self.resize_for_points = resize_for_points
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_mask = MODELS.build(loss_mask)
         self.loss_dice = MODELS.build(loss_dice)
@@ -171,16 +187,20 @@ class MaskCLIPHead(BaseModule):
     # ---------------------------------------------------------------- matching
     @torch.no_grad()
     def _match_single(self, cls_logit: Tensor, mask_logit: Tensor, valid: Tensor,
-                      gt_labels: Tensor, gt_masks: Tensor, img_meta: dict) -> MatchResult:
+                      gt_labels: Tensor, gt_masks: Tensor, img_meta: dict,
+                      mask_size: OptSize = None) -> MatchResult:
         """Hungarian matching for one image.
 
         Args:
-            cls_logit (Tensor): ``(M, C)`` class logits.
-            mask_logit (Tensor): ``(M, H, W)`` final mask logits.
+            cls_logit (Tensor): ``(M, C)`` class logits (a void column
+                included: it takes part in the softmax of the class cost).
+            mask_logit (Tensor): ``(M, h, w)`` final mask logits covering
+                the padded batch (read as resized to ``mask_size``).
             valid (Tensor): ``(M,)`` bool, False for padded slots.
             gt_labels (Tensor): ``(K,)`` long labels in ``[0, C)``.
             gt_masks (Tensor): ``(K, Hp, Wp)`` binary masks.
             img_meta (dict): image meta information (passed to the assigner).
+            mask_size (tuple[int, int], optional): see :func:`sample_points`.
 
         Returns:
             tuple[Tensor, Tensor]: ``(P,)`` matched proposal indices (into
@@ -196,9 +216,10 @@ class MaskCLIPHead(BaseModule):
         preds = mask_logit[prop_inds].float().unsqueeze(1)
         # the same uniformly random points for predictions and GTs
         coords = torch.rand(1, self.num_points, 2, device=device)
-        pred_points = point_sample(preds, coords.repeat(num_preds, 1, 1)).squeeze(1)
-        gt_points = point_sample(gt_masks.unsqueeze(1).float(),
-                                 coords.repeat(num_gts, 1, 1)).squeeze(1)
+        pred_points = sample_points(preds, coords.repeat(num_preds, 1, 1),
+                                    mask_size).squeeze(1)
+        gt_points = sample_points(gt_masks.unsqueeze(1).float(),
+                                  coords.repeat(num_gts, 1, 1)).squeeze(1)
         pred_instances = InstanceData(scores=scores, masks=pred_points)
         gt_instances = InstanceData(labels=gt_labels.to(device), masks=gt_points)
         assign_result = self.assigner.assign(
@@ -212,11 +233,13 @@ class MaskCLIPHead(BaseModule):
 
     def _match(self, cls_logits: Tensor, final_masks: Tensor, valid: Tensor,
                gt_labels_list: List[Tensor], gt_masks_list: List[Tensor],
-               batch_img_metas: Sequence[dict]) -> List[MatchResult]:
+               batch_img_metas: Sequence[dict], mask_size: OptSize = None
+               ) -> List[MatchResult]:
         return [
             self._match_single(cls_logits[i].detach(), final_masks[i].detach(),
                                valid[i].bool(), gt_labels_list[i], gt_masks_list[i],
-                               batch_img_metas[i]) for i in range(cls_logits.shape[0])
+                               batch_img_metas[i], mask_size)
+            for i in range(cls_logits.shape[0])
         ]
 
     def match(self,
@@ -224,7 +247,8 @@ class MaskCLIPHead(BaseModule):
               mask_logits: Union[Tensor, Sequence[Tensor]],
               valid: Tensor,
               batch_gt_instances: Sequence[InstanceData],
-              batch_img_metas: Optional[Sequence[dict]] = None) -> List[MatchResult]:
+              batch_img_metas: Optional[Sequence[dict]] = None,
+              mask_size: OptSize = None) -> List[MatchResult]:
         """Match proposals to GT segments, image by image (no gradient).
 
         Args:
@@ -236,6 +260,8 @@ class MaskCLIPHead(BaseModule):
                 ``(K,)`` and ``masks`` ``(K, Hp, Wp)`` (tensor or
                 ``BitmapMasks``).
             batch_img_metas (list[dict], optional): image meta information.
+            mask_size (tuple[int, int], optional): the padded batch size the
+                masks stand for, see :func:`sample_points`.
 
         Returns:
             list[tuple[Tensor, Tensor]]: per image ``(pos_proposal_inds,
@@ -250,14 +276,15 @@ class MaskCLIPHead(BaseModule):
         return self._match(cls_logits, mask_logits[-1], valid,
                            [gt.labels for gt in batch_gt_instances],
                            [self._gt_masks(gt, device) for gt in batch_gt_instances],
-                           batch_img_metas)
+                           batch_img_metas, mask_size)
 
     #: mmdet-style name of :meth:`match`.
     get_targets = match
 
     # ------------------------------------------------------------------ losses
     def _loss_masks_single(self, mask_logits: Tensor, matches: List[MatchResult],
-                           pos_gt_masks: List[Tensor], num_total: float) -> Tuple[Tensor, Tensor]:
+                           pos_gt_masks: List[Tensor], num_total: float,
+                           mask_size: OptSize = None) -> Tuple[Tensor, Tensor]:
         """BCE and Dice losses of one RMA layer's masks on the matched pairs.
 
         Args:
@@ -266,6 +293,7 @@ class MaskCLIPHead(BaseModule):
             pos_gt_masks (list[Tensor]): per image ``(P_b, Hp, Wp)`` GT masks
                 of the matched pairs, in match order.
             num_total (float): normalising number of matched pairs.
+            mask_size (tuple[int, int], optional): see :func:`sample_points`.
 
         Returns:
             tuple[Tensor, Tensor]: ``loss_mask`` and ``loss_dice`` scalars.
@@ -282,15 +310,14 @@ class MaskCLIPHead(BaseModule):
         preds = mask_logits[img_inds, prop_inds].float().unsqueeze(1)
         with torch.no_grad():
             # (P, num_points, 2), importance-sampled on this layer's masks
-            coords = get_uncertain_point_coords_with_randomness(
-                preds, None, self.num_points, self.oversample_ratio,
-                self.importance_sample_ratio)
+            coords = uncertain_point_coords(preds, self.num_points, self.oversample_ratio,
+                                            self.importance_sample_ratio, mask_size)
             point_targets = torch.cat([
-                point_sample(gt.unsqueeze(1).float(), img_coords).squeeze(1)
+                sample_points(gt.unsqueeze(1).float(), img_coords).squeeze(1)
                 for gt, img_coords in zip(pos_gt_masks, coords.split(counts)) if len(gt)
             ])
         # (P, num_points)
-        point_preds = point_sample(preds, coords).squeeze(1)
+        point_preds = sample_points(preds, coords, mask_size).squeeze(1)
         loss_dice = self.loss_dice(point_preds, point_targets, avg_factor=num_total)
         loss_mask = self.loss_mask(
             point_preds.reshape(-1),
@@ -298,20 +325,53 @@ class MaskCLIPHead(BaseModule):
             avg_factor=num_total * self.num_points)
         return loss_mask, loss_dice
 
+    def loss_cls_weighted(self, cls_logits: Tensor, valid: Tensor, matches: List[MatchResult],
+                          gt_labels_list: List[Tensor], has_void: bool) -> Tensor:
+        """Class loss of all valid proposals (see the class docstring).
+
+        Args:
+            cls_logits (Tensor): ``(B, M, C')`` logits (``C' = C + 1`` with a
+                void column).
+            valid (Tensor): bool ``(B, M)``.
+            matches (list[tuple[Tensor, Tensor]]): per-image matches.
+            gt_labels_list (list[Tensor]): per-image GT labels in ``[0, C)``.
+            has_void (bool): the last column is void, the target of the
+                unmatched proposals (weight ``void_loss_weight``).
+
+        Returns:
+            Tensor: the weighted mean cross-entropy (times ``loss_weight``).
+        """
+        void = cls_logits.shape[-1] - 1
+        labels = torch.full(valid.shape, void, dtype=torch.long, device=valid.device)
+        weights = torch.full(valid.shape, self.void_loss_weight if has_void else 0.0,
+                             device=valid.device)
+        for i, (prop_inds, gt_inds) in enumerate(matches):
+            labels[i, prop_inds] = gt_labels_list[i][gt_inds].long()
+            weights[i, prop_inds] = 1.0
+        valid = valid.bool()
+        if not valid.any():
+            return _zero_loss(cls_logits)
+        logits, labels, weights = cls_logits[valid].float(), labels[valid], weights[valid]
+        return self.loss_cls(logits, labels, weights, avg_factor=max(float(weights.sum()), 1.0))
+
     def loss(self,
              cls_logits: Tensor,
              mask_logits: Union[Tensor, Sequence[Tensor]],
              valid: Tensor,
              batch_gt_instances: Sequence[InstanceData],
-             batch_img_metas: Optional[Sequence[dict]] = None) -> dict:
+             batch_img_metas: Optional[Sequence[dict]] = None,
+             has_void: bool = False,
+             mask_size: OptSize = None) -> dict:
         """Match, then compute the class and (auxiliary) mask losses.
 
         Args:
             cls_logits (Tensor): ``(B, M, C)`` logits over the ``C`` training
-                classes (logit scale times region-text cosine similarity).
-            mask_logits (list[Tensor]): ``L`` tensors ``(B, M, H, W)``, the
+                classes (logit scale times region-text cosine similarity), or
+                ``(B, M, C + 1)`` with a void column (``has_void``).
+            mask_logits (list[Tensor]): ``L`` tensors ``(B, M, h, w)``, the
                 refined mask logits of every RMA layer in order; the last is
-                the final mask. ``H, W`` cover the padded batch image.
+                the final mask. They cover the padded batch image, at its
+                resolution or a lower one (``mask_size``).
             valid (Tensor): ``(B, M)`` bool, False for padded proposal slots
                 (never matched, no loss).
             batch_gt_instances (list[InstanceData]): per image ``labels``
@@ -319,6 +379,10 @@ class MaskCLIPHead(BaseModule):
                 (bool/uint8 tensor or ``BitmapMasks``) at the padded batch
                 size; ``K`` may be 0.
             batch_img_metas (list[dict], optional): image meta information.
+            has_void (bool): the last class column is void (``'other'``).
+            mask_size (tuple[int, int], optional): the padded batch size
+                ``(Hp, Wp)`` that lower-resolution ``mask_logits`` stand for
+                (points are read as if they were bilinearly resized to it).
 
         Returns:
             dict[str, Tensor]: ``loss_cls``, ``loss_mask``, ``loss_dice`` and,
@@ -330,34 +394,26 @@ class MaskCLIPHead(BaseModule):
         device = cls_logits.device
         if batch_img_metas is None:
             batch_img_metas = [{} for _ in batch_gt_instances]
+        mask_size = mask_size if self.resize_for_points else None
         gt_labels_list = [gt.labels.to(device) for gt in batch_gt_instances]
         gt_masks_list = [self._gt_masks(gt, device) for gt in batch_gt_instances]
         matches = self._match(cls_logits, mask_logits[-1], valid, gt_labels_list,
-                              gt_masks_list, batch_img_metas)
+                              gt_masks_list, batch_img_metas, mask_size)
 
         num_pos = sum(len(prop_inds) for prop_inds, _ in matches)
         # always reduced (also with no match) so that every rank takes part
         num_total = reduce_mean(torch.tensor(float(num_pos), device=device))
         num_total = max(float(num_total), 1.0)
 
-        losses = dict()
-        if num_pos == 0:
-            losses['loss_cls'] = _zero_loss(cls_logits)
-        else:
-            pos_logits = torch.cat(
-                [cls_logits[i, prop_inds] for i, (prop_inds, _) in enumerate(matches)])
-            pos_labels = torch.cat(
-                [gt_labels_list[i][gt_inds] for i, (_, gt_inds) in enumerate(matches)])
-            losses['loss_cls'] = self.loss_cls(
-                pos_logits.float(), pos_labels.long(), avg_factor=num_total)
-
+        losses = dict(loss_cls=self.loss_cls_weighted(cls_logits, valid, matches,
+                                                      gt_labels_list, has_void))
         pos_gt_masks = [masks[gt_inds] for masks, (_, gt_inds) in zip(gt_masks_list, matches)]
         losses['loss_mask'], losses['loss_dice'] = self._loss_masks_single(
-            mask_logits[-1], matches, pos_gt_masks, num_total)
+            mask_logits[-1], matches, pos_gt_masks, num_total, mask_size)
         if self.aux_mask_loss:
             for i, layer_masks in enumerate(mask_logits[:-1]):
                 loss_mask, loss_dice = self._loss_masks_single(
-                    layer_masks, matches, pos_gt_masks, num_total)
+                    layer_masks, matches, pos_gt_masks, num_total, mask_size)
                 losses[f'd{i}.loss_mask'] = loss_mask
                 losses[f'd{i}.loss_dice'] = loss_dice
         return losses

@@ -24,7 +24,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import constant_init, kaiming_init
+from mmengine.model import constant_init
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
@@ -130,19 +130,23 @@ class RelativeMaskAttention(MaskTokenAttention):
             self.refiner = None
 
     def init_weights(self) -> None:
-        """The authors' initialisation: kaiming-normal weights, U(0, 1) conv
-        biases, zero bias of phi_Km; the paper style zero-inits f_r's output."""
+        """The authors' initialisation: ``nn.init.kaiming_normal_`` with
+        torch's defaults (fan_in, gain sqrt(2): std ``sqrt(2 / fan_in)``; not
+        mmengine's ``kaiming_init``, whose default is fan_out) for f2, f_r's
+        convolutions and the linear maps, U(0, 1) conv biases, zero linear
+        biases, default LayerNorm; the paper style zero-inits f_r's output."""
         super().init_weights()
         if self.init_cfg is not None:
             return
         convs = [self.mask_patch_embed] + [
             m for m in (self.refiner or []) if isinstance(m, nn.Conv2d)]
         for conv in convs:
-            kaiming_init(conv, distribution='normal', bias=0.0)
+            nn.init.kaiming_normal_(conv.weight)
             nn.init.uniform_(conv.bias, 0.0, 1.0)
-        kaiming_init(self.key_proj_m, distribution='normal', bias=0.0)
-        if isinstance(self.query_proj_m, nn.Linear):
-            kaiming_init(self.query_proj_m, distribution='normal', bias=0.0)
+        linears = [m for m in (self.key_proj_m, self.query_proj_m) if isinstance(m, nn.Linear)]
+        for linear in linears:
+            nn.init.kaiming_normal_(linear.weight)
+            nn.init.zeros_(linear.bias)
         if self.style == 'paper' and self.refiner is not None:
             constant_init(self.refiner[-1], 0.0, bias=0.0)
 

@@ -40,9 +40,12 @@ class UniversalPostProcessor(BaseModule):
       one class merges into one segment. Ids: ``label`` for stuff, ``label +
       k * 1000`` for the k-th thing (k >= 1); unassigned pixels get ``C``
       (mmdet's VOID);
-    - instance: the top ``max_per_image`` (proposal, thing class) pairs by
-      class probability, masks ``logit > 0``, score = class probability x
-      mean mask probability inside the mask, boxes from the masks.
+    - instance: Mask2Former's rule: the top ``max_per_image`` (proposal,
+      class) pairs by class probability over all classes, then the pairs of a
+      stuff class dropped (``instance_topk='all'``; ``'things'`` takes the top
+      pairs among thing classes only, so there are always ``max_per_image``);
+      masks ``logit > 0``, score = class probability x mean mask probability
+      inside the mask, boxes from the masks.
 
     Args:
         panoptic_on (bool): produce ``pred_panoptic_seg``. Default True.
@@ -55,6 +58,8 @@ class UniversalPostProcessor(BaseModule):
         instance_score_thr (float): instances scoring this or less are
             dropped (0 drops only pairs whose probability underflowed to 0).
             Default 0.
+        instance_topk (str): ``'all'`` (Mask2Former's and the authors') or
+            ``'things'``, see above. Default ``'all'``.
         init_cfg (dict, optional): initialisation config.
     """
 
@@ -66,6 +71,7 @@ class UniversalPostProcessor(BaseModule):
                  overlap_thr: float = 0.5,
                  max_per_image: int = 100,
                  instance_score_thr: float = 0.0,
+                 instance_topk: str = 'all',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.panoptic_on, self.instance_on, self.semantic_on = (panoptic_on, instance_on,
@@ -74,6 +80,9 @@ class UniversalPostProcessor(BaseModule):
         self.overlap_thr = overlap_thr
         self.max_per_image = max_per_image
         self.instance_score_thr = instance_score_thr
+        if instance_topk not in ('all', 'things'):
+            raise ValueError(f"instance_topk must be 'all' or 'things', got {instance_topk!r}.")
+        self.instance_topk = instance_topk
 
     def semantic(self, probs: Tensor, mask_logits: Tensor) -> PixelData:
         """``(M, C + 1)`` probabilities, ``(M, H, W)`` -> ``sem_seg`` ``(1, H, W)``
@@ -109,13 +118,16 @@ class UniversalPostProcessor(BaseModule):
         return PixelData(sem_seg=pan[None])
 
     def instance(self, probs: Tensor, mask_logits: Tensor, num_things: int) -> InstanceData:
-        """Top-k (proposal, thing class) pairs -> masks, labels, scores, boxes."""
-        probs = probs[:, :num_things]  # M x T
+        """Top-k (proposal, class) pairs -> masks, labels, scores, boxes of
+        thing classes."""
+        probs = probs[:, :num_things] if self.instance_topk == 'things' else probs[:, :-1]
+        num_classes = max(probs.shape[1], 1)
         num = min(self.max_per_image, probs.numel())
         scores, index = probs.flatten().topk(num) if num else (probs.new_zeros(0),
                                                                probs.new_zeros(0).long())
-        proposal = index // max(num_things, 1)
-        labels = index % max(num_things, 1)
+        proposal, labels = index // num_classes, index % num_classes
+        is_thing = labels < num_things
+        scores, proposal, labels = scores[is_thing], proposal[is_thing], labels[is_thing]
         logits = mask_logits[proposal]
         binary = logits > 0
         mask_score = (logits.sigmoid() * binary).flatten(1).sum(1) / (

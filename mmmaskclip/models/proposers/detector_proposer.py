@@ -24,10 +24,15 @@ class DetectorProposer(BaseProposer):
     """Wrap an mmdet detector; only its masks (and objectness) are used.
 
     Mask2Former-like detectors (with a ``panoptic_head``) give all their
-    query masks as logits and objectness ``1 - p(no-object)``; other
-    detectors (e.g. Mask R-CNN) give their predicted instance masks as
-    logits ``±mask_logit`` and their scores as objectness. Class predictions
-    are never used: a class-aware detector becomes class-agnostic here.
+    query masks as logits at the head's resolution (a quarter of the padded
+    batch: the encoder resizes them once, as the authors do) and objectness
+    ``1 - p(no-object)``; other detectors (e.g. Mask R-CNN) give their
+    predicted instance masks as logits ``±mask_logit`` over the padded batch
+    and their scores as objectness. Class predictions are never used: a
+    class-aware detector becomes class-agnostic here. The padding of the
+    batch should hold the detector's pixel mean (``MaskCLIP`` fills it), so
+    the detector sees zeros there after normalisation, as in mmdet and
+    detectron2.
 
     Args:
         detector (dict | str): an mmdet detector's model config, or a config
@@ -64,11 +69,15 @@ class DetectorProposer(BaseProposer):
     @staticmethod
     def detector_model_cfg(detector) -> dict:
         """A model config, or the ``model`` of a config file (``mmdet::...``
-        names a config shipped with mmdet)."""
+        names a config shipped with mmdet, ``mmmaskclip::...`` one of ours,
+        e.g. ``'mmmaskclip::proposals/...py'``)."""
         if not isinstance(detector, str):
             return detector
         from mmengine.config import Config
         from mmengine.hub import get_config
+
+        from ...utils import resolve_config_path
+        detector = resolve_config_path(detector)
         cfg = get_config(detector) if '::' in detector else Config.fromfile(detector)
         return cfg.model
 
@@ -89,8 +98,12 @@ class DetectorProposer(BaseProposer):
                 "proposer.checkpoint='/path/to/file.pth'.") from err
 
     def _query_masks(self, x: Tensor, samples: SampleList) -> MaskProposals:
+        """The last decoder layer's query masks at the head's own resolution
+        (a quarter of the padded batch for Mask2Former), not upsampled: the
+        encoder resizes them once, straight to its input size."""
         feats = self.detector.extract_feat(x)
-        cls, masks = self.detector.panoptic_head.predict(feats, samples)
+        cls_list, mask_list = self.detector.panoptic_head(feats, samples)
+        cls, masks = cls_list[-1], mask_list[-1]
         objectness = 1 - cls.softmax(-1)[..., -1]
         valid = torch.ones(objectness.shape, dtype=torch.bool, device=x.device)
         return MaskProposals(mask_logits=masks, valid=valid, objectness=objectness)
@@ -116,10 +129,14 @@ class DetectorProposer(BaseProposer):
 
     def propose(self, images: Tensor, batch_data_samples: SampleList,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
-        # metainfo-only copies: the detector writes its predictions into
-        # them, and its mask head wants a scale factor even with no Resize
+        # metainfo-only copies (the detector writes its predictions into
+        # them) in which the transformed image is the original: without
+        # rescaling, mask heads paste masks on an ori_shape x scale_factor
+        # canvas with boxes of the input frame, which then agree whatever
+        # the pipeline packed (semantic pipelines pack no scale_factor)
         batch_data_samples = [
-            DetDataSample(metainfo=dict({'scale_factor': (1.0, 1.0)}, **s.metainfo))
+            DetDataSample(metainfo=dict(s.metainfo, ori_shape=s.metainfo['img_shape'],
+                                        scale_factor=(1.0, 1.0)))
             for s in batch_data_samples
         ]
         x = (images - self.mean) / self.std

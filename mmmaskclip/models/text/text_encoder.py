@@ -78,6 +78,13 @@ class MaskCLIPTextEncoder(BaseModule):
             an LRU cache; 0 disables caching. Defaults to 16.
         batch_size (int): Prompts encoded per text-tower call. Defaults to
             256.
+        tokenizer (str, optional): open_clip model name whose tokenizer to
+            use; by default the one of the CLIP's own name or config (see
+            :func:`~mmmaskclip.models.clip_loader.clip_tokenizer`).
+        split_synonyms (bool): split names at commas into synonyms whose
+            embeddings are averaged; False embeds each name verbatim as one
+            string (the authors' setting for ADE20K's comma-joined names).
+            Defaults to True.
         init_cfg (dict | list[dict], optional): Initialization config.
             Defaults to None.
     """
@@ -87,6 +94,8 @@ class MaskCLIPTextEncoder(BaseModule):
                  templates: TemplatesType = None,
                  cache_size: int = 16,
                  batch_size: int = 256,
+                 tokenizer: Optional[str] = None,
+                 split_synonyms: bool = True,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(cache_size, int) or cache_size < 0:
@@ -101,7 +110,8 @@ class MaskCLIPTextEncoder(BaseModule):
             model = build_clip_model(text_only_clip(clip))
         else:
             model = text_only_clip(build_clip_model(clip), inplace=True)
-        self.tokenizer = clip_tokenizer(clip, model)
+        self.tokenizer = clip_tokenizer(model, tokenizer)
+        self.split_names = split_synonyms
         self.clip = freeze(model)
         self._cache: 'OrderedDict[Tuple[str, ...], Tensor]' = OrderedDict()
         self._cache_key: Optional[Tuple[torch.device, torch.dtype]] = None
@@ -127,15 +137,18 @@ class MaskCLIPTextEncoder(BaseModule):
         self._cache_key = None
 
     @staticmethod
-    def split_synonyms(class_names: Sequence[str]) -> List[List[str]]:
+    def split_synonyms(class_names: Sequence[str], split: bool = True) -> List[List[str]]:
         """Validate a vocabulary and split each name into its synonyms.
 
         Args:
             class_names (Sequence[str]): C class names, each possibly holding
                 comma-separated synonyms.
+            split (bool): split at commas; False keeps each name verbatim as
+                its only "synonym".
 
         Returns:
-            list[list[str]]: For each class, its non-empty stripped synonyms.
+            list[list[str]]: For each class, its non-empty stripped synonyms
+            (``[name]`` when not splitting).
 
         Raises:
             TypeError: ``class_names`` is a bare string or not a sequence, or
@@ -155,8 +168,8 @@ class MaskCLIPTextEncoder(BaseModule):
             if not isinstance(name, str):
                 raise TypeError(f'class_names[{i}] must be a str, got '
                                 f'{type(name).__name__}: {name!r}.')
-            parts = [part.strip() for part in name.split(',')]
-            parts = [part for part in parts if part]
+            parts = [part.strip() for part in name.split(',')] if split else [name]
+            parts = [part for part in parts if part.strip()]
             if not parts:
                 raise ValueError(f'class_names[{i}] ({name!r}) holds no class '
                                  'name after splitting on commas and stripping.')
@@ -193,7 +206,7 @@ class MaskCLIPTextEncoder(BaseModule):
         Returns:
             Tensor: C x E L2-normalised float32 class embeddings.
         """
-        return self._encode_synonyms(self.split_synonyms(class_names))
+        return self._encode_synonyms(self.split_synonyms(class_names, self.split_names))
 
     def _encode_synonyms(self, synonyms: List[List[str]]) -> Tensor:
         """Embed C classes given as lists of synonyms (see :meth:`encode`)."""
@@ -232,7 +245,7 @@ class MaskCLIPTextEncoder(BaseModule):
             TypeError | ValueError: A malformed vocabulary; the message names
                 the offending entry (see :meth:`split_synonyms`).
         """
-        synonyms = self.split_synonyms(class_names)
+        synonyms = self.split_synonyms(class_names, self.split_names)
         if self.cache_size == 0:
             return self._encode_synonyms(synonyms)
         param = next(self.clip.parameters())
@@ -251,5 +264,6 @@ class MaskCLIPTextEncoder(BaseModule):
         return embeds.clone()
 
     def extra_repr(self) -> str:
-        return (f'templates={len(self.templates)}, embed_dim={self.embed_dim}, '
+        return (f'templates={len(self.templates)}, split_synonyms={self.split_names}, '
+                f'embed_dim={self.embed_dim}, '
                 f'cache_size={self.cache_size}, batch_size={self.batch_size}')
