@@ -11,9 +11,8 @@ from mmengine.config import Config
 from mmdet.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = sorted(
-    glob.glob(osp.join(REPO, 'configs', 'maskclip', '*.py')) +
-    glob.glob(osp.join(REPO, 'configs', 'proposals', '*.py')))
+CONFIGS = sorted(p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+                 if '_base_' not in p)
 
 
 def test_model_index_lists_every_config():
@@ -66,9 +65,8 @@ def test_coco_recipe_runs_two_iterations(tmp_path):
             metainfo=dict(classes=data['classes'], thing_classes=data['thing_classes'],
                           stuff_classes=data['stuff_classes']))
     pipeline = cfg.train_dataloader.dataset.pipeline
-    pipeline[3] = dict(type='RandomResize', scale=(128, 128), ratio_range=(0.8, 1.2),
-                       keep_ratio=True)
-    pipeline[4].update(crop_size=(96, 96))
+    assert pipeline[3].type == 'Resize'  # the authors' squash, to 96 x 96 here
+    pipeline[3].scale = (96, 96)
     cfg.test_dataloader.dataset.pipeline[1].scale = (128, 96)
     cfg.test_dataloader.dataset.test_mode = True
     cfg.test_evaluator = [
@@ -91,3 +89,33 @@ def test_coco_recipe_runs_two_iterations(tmp_path):
     keys = set(state['state_dict'])
     assert keys and all(k.startswith('visual_encoder.mask_attention.') for k in keys)
     assert {k.split('.')[2] for k in keys} == {'5', '11', '17', '23'}
+
+
+def test_coco_recipe_augmentation_is_the_authors(tmp_path):
+    """The recipe's training images are flipped half of the time and squashed
+    to 1024 x 1024 (the authors' mapper); mmdet's large-scale jitter is the
+    documented -lsj option."""
+    from mmengine.registry import init_default_scope
+    from synthetic_coco import write_coco_panoptic
+
+    from mmdet.registry import DATASETS
+    init_default_scope('mmdet')
+    data = write_coco_panoptic(str(tmp_path / 'coco'), num_images=1, image_size=(96, 128))
+    recipe = osp.join(REPO, 'configs/maskclip/maskclip_vit-l-14-336_8xb1-10k_coco-panoptic.py')
+    dataset_cfg = Config.fromfile(recipe).train_dataloader.dataset
+    dataset_cfg.update(data_root=data['data_root'], ann_file=data['ann_file'],
+                       data_prefix=data['data_prefix'], metainfo=data['metainfo'],
+                       filter_cfg=None)
+    dataset = DATASETS.build(dataset_cfg)
+    flips = []
+    for _ in range(40):
+        sample = dataset[0]['data_samples']
+        assert sample.img_shape == (1024, 1024) and sample.ori_shape == (96, 128)
+        assert sample.scale_factor == pytest.approx((1024 / 128, 1024 / 96))
+        assert sample.gt_instances.masks.height == 1024
+        flips.append(sample.flip)
+    assert 5 < sum(flips) < 35
+    lsj = Config.fromfile(recipe.replace('.py', '-lsj.py'))
+    types = [t['type'] for t in lsj.train_dataloader.dataset.pipeline]
+    assert 'RandomResize' in types and 'RandomCrop' in types
+    assert lsj.model == Config.fromfile(recipe).model

@@ -29,7 +29,7 @@ Models:'''
 
 
 def entry(name: str) -> str:
-    if name.endswith('_8xb1-10k_coco-panoptic'):
+    if '_8xb1-10k_coco-panoptic' in name:
         data, resources = 'COCO panoptic (train2017)', '8 GPUs (the paper used 8x A5000, 3 h)'
         weights = 'none released by this project yet (train with the config)'
     elif name.startswith('maskclip_'):

@@ -22,3 +22,6 @@ test_dataloader = val_dataloader
 # the prediction carries ignore_index=65535 (copied from the ground truth)
 val_evaluator = dict(type='SemSegMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
+# a test-only benchmark: the loops that go with the val/test dataloader and evaluator
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')

@@ -9,7 +9,13 @@ test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text')),
 ]
-val_dataloader = dict(dataset=dict(return_classes=True, pipeline=test_pipeline))
+# text in label order (ADE20KInstanceVocabDataset: one mapping for labels and names)
+val_dataloader = dict(
+    dataset=dict(type='ADE20KInstanceVocabDataset', return_classes=True,
+                 pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(metric=['segm'])
 test_evaluator = val_evaluator
+# a test-only benchmark: the loops that go with the val/test dataloader and evaluator
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')

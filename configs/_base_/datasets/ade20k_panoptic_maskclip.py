@@ -11,5 +11,11 @@ test_pipeline = [
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
                     'text', 'stuff_text')),
 ]
-val_dataloader = dict(dataset=dict(return_classes=True, pipeline=test_pipeline))
+# text in label order (ADE20KPanopticVocabDataset: one mapping for labels and names)
+val_dataloader = dict(
+    dataset=dict(type='ADE20KPanopticVocabDataset', return_classes=True,
+                 pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# a test-only benchmark: the loops that go with the val/test dataloader and evaluator
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')

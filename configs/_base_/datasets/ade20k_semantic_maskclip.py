@@ -13,3 +13,6 @@ test_pipeline = [
 val_dataloader = dict(
     num_workers=2, dataset=dict(return_classes=True, pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# a test-only benchmark: the loops that go with the val/test dataloader and evaluator
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')

@@ -23,3 +23,6 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='LVISCompatMetric', metric=['segm'],
                      ann_file=data_root + 'annotations/lvis_v1_val.json')
 test_evaluator = val_evaluator
+# a test-only benchmark: the loops that go with the val/test dataloader and evaluator
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')

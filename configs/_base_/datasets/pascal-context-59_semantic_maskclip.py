@@ -21,3 +21,6 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='SemSegMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
+# a test-only benchmark: the loops that go with the val/test dataloader and evaluator
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')

@@ -9,7 +9,6 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=0.01, norm_type=2))
 max_iters = 10000
 param_scheduler = dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=max_iters)
+# (the ValLoop / TestLoop come with the dataset base's val/test dataloader)
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(enable=False, base_batch_size=8)
