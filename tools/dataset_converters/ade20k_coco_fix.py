@@ -1,5 +1,5 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
-"""Make two quirks of mmdet's ``ade20k2coco.py`` output harmless.
+"""Make three quirks of mmdet's ``ade20k2coco.py`` output harmless.
 
 1. Panoptic json: the box of every segment after the first of an image is
    computed from the previous segment's ``x`` (``x = hor_idx[-1] - x + 1``),
@@ -9,6 +9,10 @@
    them. This tool recomputes every box from the panoptic PNG.
 2. Instance json: category names may carry padding spaces, so they do not
    resolve against ``ADE20KInstanceDataset``'s class names. They are stripped.
+3. Instance json: annotation ids start at 0, and pycocotools' ``COCOeval``
+   counts a detection matched to annotation id 0 as a false positive (it
+   stores matches by id, 0 meaning "none"): two perfect detections score AP
+   0.25. Ids are shifted to start at 1.
 
 Run once after mmdet's converter (files are rewritten in place, the originals
 kept as ``*.orig.json``)::
@@ -20,7 +24,7 @@ import json
 import os
 import os.path as osp
 import shutil
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 from mmengine.utils import track_progress
@@ -76,17 +80,22 @@ def fix_panoptic(json_path: str, png_dir: str, nproc: int = 1) -> int:
     return sum(b != a for bs, as_ in zip(before, after) for b, a in zip(bs, as_))
 
 
-def fix_instance_names(json_path: str) -> int:
-    """Strip category names of an instance json; returns how many changed."""
+def fix_instance_json(json_path: str) -> Tuple[int, int]:
+    """Strip the category names of an instance json and make its annotation
+    ids start at 1; returns how many names and ids changed."""
     with open(json_path) as f:
         data = json.load(f)
-    changed = 0
+    names = 0
     for cat in data['categories']:
         name = cat['name'].strip()
-        changed += name != cat['name']
+        names += name != cat['name']
         cat['name'] = name
+    ids = [ann['id'] for ann in data['annotations']]
+    shift = 1 - min(ids) if ids and min(ids) < 1 else 0
+    for ann in data['annotations']:
+        ann['id'] += shift
     _rewrite(json_path, data)
-    return changed
+    return names, len(ids) if shift else 0
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -103,7 +112,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(f'{pan}: {n} segment boxes recomputed')
         ins = osp.join(args.data_root, f'ade20k_instance_{split}.json')
         if osp.isfile(ins):
-            print(f'{ins}: {fix_instance_names(ins)} category names stripped')
+            names, ids = fix_instance_json(ins)
+            print(f'{ins}: {names} category names stripped, {ids} annotation ids shifted')
         if not (osp.isfile(pan) or os.path.isfile(ins)):
             print(f'nothing to fix for {split} in {args.data_root}')
 
