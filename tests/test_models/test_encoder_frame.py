@@ -5,7 +5,6 @@ masks as from their upsampled version."""
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_tiny_clip
 from mmcv.ops import point_sample
 from mmengine.structures import InstanceData
 

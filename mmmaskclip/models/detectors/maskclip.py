@@ -4,7 +4,6 @@ similarities -> losses or universal segmentation (paper Fig. 1)."""
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor
 

@@ -273,6 +273,7 @@ class MaskCLIPHead(BaseModule):
         device = cls_logits.device
         if batch_img_metas is None:
             batch_img_metas = [{} for _ in batch_gt_instances]
+        mask_size = mask_size if self.resize_for_points else None
         return self._match(cls_logits, mask_logits[-1], valid,
                            [gt.labels for gt in batch_gt_instances],
                            [self._gt_masks(gt, device) for gt in batch_gt_instances],
