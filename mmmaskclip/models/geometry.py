@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layers import PAD_MASK_LOGIT
+from .utils import PAD_MASK_LOGIT, resize_mask_logits
 
 
 def _shape2(shape: Sequence[int]) -> Tuple[int, int]:
@@ -30,23 +30,6 @@ def flip_logits(logits: Tensor, direction: Optional[str]) -> Tensor:
     if direction not in dims:
         raise ValueError(f'Unknown flip direction {direction!r}.')
     return logits.flip(dims[direction])
-
-
-def resize_logits(logits: Tensor, size: Tuple[int, int]) -> Tensor:
-    """Bilinear resize of ``(M, h, w)`` logits to ``(M, *size)``.
-
-    Antialiased where a side shrinks more than twice (plain bilinear would
-    skip source pixels there); milder factors use plain bilinear, which e.g.
-    inverts mmdet's nearest upsampling by 2 exactly.
-    """
-    size = _shape2(size)
-    if logits.shape[0] == 0:
-        return logits.new_zeros(0, *size)
-    if tuple(logits.shape[-2:]) == size:
-        return logits
-    antialias = logits.shape[-2] > 2 * size[0] or logits.shape[-1] > 2 * size[1]
-    return F.interpolate(logits[None], size=size, mode='bilinear', align_corners=False,
-                         antialias=antialias)[0]
 
 
 def _check_geometry(meta: dict) -> None:
@@ -73,7 +56,7 @@ def to_batch_geometry(logits: Tensor, meta: dict, batch_size: Tuple[int, int]) -
     """
     _check_geometry(meta)
     img_h, img_w = _shape2(meta['img_shape'])
-    logits = resize_logits(logits, (img_h, img_w))
+    logits = resize_mask_logits(logits, (img_h, img_w))
     if meta.get('flip', False):
         logits = flip_logits(logits, meta.get('flip_direction', 'horizontal'))
     pad_h, pad_w = batch_size[0] - img_h, batch_size[1] - img_w
@@ -97,10 +80,10 @@ def to_original_geometry(logits: Tensor, meta: dict, batch_size: Tuple[int, int]
     img_h, img_w = _shape2(meta['img_shape'])
     out = []
     for chunk in logits.split(chunk_size):
-        chunk = resize_logits(chunk.float(), (batch_h, batch_w))[:, :img_h, :img_w]
+        chunk = resize_mask_logits(chunk.float(), (batch_h, batch_w))[:, :img_h, :img_w]
         if meta.get('flip', False):
             chunk = flip_logits(chunk, meta.get('flip_direction', 'horizontal'))
-        out.append(resize_logits(chunk, out_size))
+        out.append(resize_mask_logits(chunk, out_size))
     if not out:
         return logits.new_zeros(0, *_shape2(out_size), dtype=torch.float32)
     return torch.cat(out)
@@ -168,7 +151,8 @@ def masks_to_encoder(mask_logits: Tensor, batch_size: Sequence[int], patch_size:
         patch_size (Sequence[int]): the ViT patch size.
         input_size (Sequence[int], optional): squash size, see
             :func:`encoder_size`.
-        antialias (bool): antialias where a side shrinks (bilinear either way).
+        antialias (bool): antialias where a side shrinks by more than 2x
+            (bilinear either way; :func:`~mmmaskclip.models.utils.resize_mask_logits`).
 
     Returns:
         Tensor: ``(B, M, He, We)``: resized straight to ``input_size``; or
@@ -177,14 +161,7 @@ def masks_to_encoder(mask_logits: Tensor, batch_size: Sequence[int], patch_size:
     """
     size = encoder_size(batch_size, patch_size, input_size)
     inner = size if input_size is not None else _shape2(batch_size)
-    b, m = mask_logits.shape[:2]
-    if tuple(mask_logits.shape[-2:]) != inner:
-        if m == 0:
-            mask_logits = mask_logits.new_zeros(b, 0, *inner)
-        else:
-            shrink = mask_logits.shape[-2] > inner[0] or mask_logits.shape[-1] > inner[1]
-            mask_logits = F.interpolate(mask_logits, size=inner, mode='bilinear',
-                                        align_corners=False, antialias=antialias and shrink)
+    mask_logits = resize_mask_logits(mask_logits, inner, antialias)
     pad_h, pad_w = size[0] - inner[0], size[1] - inner[1]
     if pad_h or pad_w:
         mask_logits = F.pad(mask_logits, (0, pad_w, 0, pad_h), value=PAD_MASK_LOGIT)

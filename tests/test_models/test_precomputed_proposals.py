@@ -34,6 +34,7 @@ from mmdet.models.utils import preprocess_panoptic_gt
 from mmdet.registry import DATASETS, MODELS
 from mmmaskclip.models.proposers import BaseProposer, GTMaskProposer, MaskProposals
 from mmmaskclip.models.proposers.precomputed import PrecomputedProposer
+from mmmaskclip.models.utils import PAD_MASK_LOGIT
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SIZE = (53, 70)  # odd height
@@ -163,9 +164,9 @@ def test_round_trip_under_resize(setup, factor):
                 assert not (wrong & ~boundary(seg.masks)).any()
                 assert wrong.float().mean() < 0.02
             h, w = sample.img_shape
-            assert (props.mask_logits[b, :, h:] == precomputed.PAD_MASK_LOGIT).all()
-            assert (props.mask_logits[b, :, :, w:] == precomputed.PAD_MASK_LOGIT).all()
-            assert (props.mask_logits[b, k:] == precomputed.PAD_MASK_LOGIT).all()
+            assert (props.mask_logits[b, :, h:] == PAD_MASK_LOGIT).all()
+            assert (props.mask_logits[b, :, :, w:] == PAD_MASK_LOGIT).all()
+            assert (props.mask_logits[b, k:] == PAD_MASK_LOGIT).all()
 
 
 @pytest.mark.parametrize('direction', ['horizontal', 'vertical', 'diagonal'])

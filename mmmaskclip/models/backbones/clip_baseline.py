@@ -16,7 +16,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import OptMultiConfig
 from ..clip_loader import ClipConfig, build_clip_model, freeze
 from ..geometry import resize_images
-from ..layers import prepare_mask_logits
+from ..utils import prepare_mask_logits
 from .encoder_output import RegionEncoderOutput
 
 

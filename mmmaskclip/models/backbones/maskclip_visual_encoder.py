@@ -12,7 +12,8 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
 from ..clip_loader import ClipConfig, build_clip_model, freeze
-from ..layers import MaskTokenBlockInputs, mask_patch_coverage, prepare_mask_logits
+from ..layers import MaskTokenBlockInputs, mask_patch_coverage
+from ..utils import prepare_mask_logits
 from .encoder_output import RegionEncoderOutput
 
 

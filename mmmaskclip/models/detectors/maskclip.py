@@ -65,8 +65,9 @@ class MaskCLIP(BaseDetector):
         image_resize (dict): how the batch is resized for CLIP: ``mode``
             (default ``'bicubic'``, the authors') and ``antialias`` (default
             True; the authors' torchvision had none: False).
-        mask_antialias (bool): antialias proposals where they are shrunk to
-            the encoder size (bilinear either way). Default True.
+        mask_antialias (bool): antialias proposals where a side shrinks by
+            more than 2x to the encoder size (bilinear either way, see
+            :func:`~mmmaskclip.models.utils.resize_mask_logits`). Default True.
         image_pad_value (Sequence[float], optional): RGB 0-255 value written
             into the padding of the batch before the proposer and CLIP: the
             proposer's pixel mean (ImageNet's, the default) makes it zero

@@ -4,6 +4,7 @@ import os.path as osp
 from typing import List, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from mmengine.runner.checkpoint import load_checkpoint
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -11,7 +12,7 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample, SampleList
 from mmdet.utils import ConfigType, OptMultiConfig
-from ..layers import PAD_MASK_LOGIT
+from ..utils import stack_mask_logits
 from .base_proposer import BaseProposer, MaskProposals
 
 
@@ -109,22 +110,19 @@ class DetectorProposer(BaseProposer):
         return MaskProposals(mask_logits=masks, valid=valid, objectness=objectness)
 
     def _instance_masks(self, x: Tensor, samples: SampleList) -> MaskProposals:
+        """Instance masks pasted on the ``img_shape`` part of the padded batch
+        as logits ``±mask_logit``; their scores as objectness."""
         results = self.detector.predict(x, samples, rescale=False)
-        size = x.shape[-2:]
+        height, width = x.shape[-2:]
         instances: List[InstanceData] = [r.pred_instances for r in results]
-        num = max(1, max(len(i) for i in instances))
-        logits = x.new_full((len(instances), num, *size), PAD_MASK_LOGIT)
-        objectness = x.new_zeros(len(instances), num)
-        valid = torch.zeros(len(instances), num, dtype=torch.bool, device=x.device)
-        for b, inst in enumerate(instances):
-            if not len(inst):
-                continue
+        per_image = []
+        for inst in instances:
             masks = inst.masks.to(x.device).float()
-            h, w = masks.shape[-2:]
-            logits[b, :len(inst)] = -self.mask_logit
-            logits[b, :len(inst), :h, :w] = self.mask_logit * (2 * masks - 1)
-            objectness[b, :len(inst)] = inst.scores
-            valid[b, :len(inst)] = True
+            pad = (0, width - masks.shape[-1], 0, height - masks.shape[-2])
+            per_image.append(F.pad(self.mask_logit * (2 * masks - 1), pad,
+                                   value=-self.mask_logit))
+        logits, valid, objectness = stack_mask_logits(
+            per_image, scores=[inst.scores for inst in instances])
         return MaskProposals(mask_logits=logits, valid=valid, objectness=objectness)
 
     def propose(self, images: Tensor, batch_data_samples: SampleList,

@@ -15,7 +15,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import OptMultiConfig
 from ..geometry import to_batch_geometry
-from ..layers import PAD_MASK_LOGIT
+from ..utils import stack_mask_logits
 from .base_proposer import BaseProposer, MaskProposals
 
 
@@ -106,10 +106,5 @@ class GTMaskProposer(BaseProposer):
                 logits = torch.cat([logits, self._random_logits(self.num_random, size,
                                                                 images.device)])
             per_image.append(logits)
-        num = max(1, max(len(x) for x in per_image))
-        out = images.new_full((len(per_image), num, *size), PAD_MASK_LOGIT)
-        valid = torch.zeros(len(per_image), num, dtype=torch.bool, device=images.device)
-        for i, logits in enumerate(per_image):
-            out[i, :len(logits)] = logits
-            valid[i, :len(logits)] = True
+        out, valid, _ = stack_mask_logits(per_image)
         return MaskProposals(mask_logits=out, valid=valid)

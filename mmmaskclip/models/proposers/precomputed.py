@@ -38,7 +38,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import OptMultiConfig
 from ..geometry import _shape2, to_batch_geometry
-from ..layers import PAD_MASK_LOGIT
+from ..utils import stack_mask_logits
 from .base_proposer import BaseProposer, MaskProposals
 
 FORMAT_NAME = 'mmmaskclip-proposals'
@@ -188,16 +188,5 @@ class PrecomputedProposer(BaseProposer):
             logits.append(to_batch_geometry(masks.to(images.device), sample.metainfo,
                                             batch_size))
             scores.append(objectness)
-        num = max(1, max(len(x) for x in logits))
-        out = images.new_full((len(logits), num, *batch_size), PAD_MASK_LOGIT,
-                              dtype=torch.float32)
-        valid = torch.zeros(len(logits), num, dtype=torch.bool, device=images.device)
-        with_scores = all(s is not None for s in scores)
-        objectness = images.new_zeros(len(logits), num, dtype=torch.float32) \
-            if with_scores else None
-        for i, masks in enumerate(logits):
-            out[i, :len(masks)] = masks
-            valid[i, :len(masks)] = True
-            if with_scores:
-                objectness[i, :len(masks)] = scores[i].to(images.device)
+        out, valid, objectness = stack_mask_logits(logits, scores=scores)
         return MaskProposals(mask_logits=out, valid=valid, objectness=objectness)

@@ -1,0 +1,8 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+from .masks import (PAD_MASK_LOGIT, as_mask_logits, prepare_mask_logits, resize_mask_logits,
+                    stack_mask_logits)
+
+__all__ = [
+    'PAD_MASK_LOGIT', 'as_mask_logits', 'prepare_mask_logits', 'resize_mask_logits',
+    'stack_mask_logits'
+]
