@@ -73,8 +73,14 @@ def import_mmmaskclip(tool_file: str) -> None:
     except ModuleNotFoundError as err:
         if err.name != 'mmmaskclip':
             raise
-        # realpath: under mim, the tool is reached through .mim/tools.
-        sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(tool_file))))
+        # realpath: under mim, the tool is reached through .mim/tools; the
+        # checkout is the closest folder above it that holds mmmaskclip/
+        folder = osp.dirname(osp.realpath(tool_file))
+        while not osp.isfile(osp.join(folder, 'mmmaskclip', '__init__.py')):
+            if osp.dirname(folder) == folder:
+                raise
+            folder = osp.dirname(folder)
+        sys.path.insert(0, folder)
         import mmmaskclip  # noqa: F401,F811
 
 

@@ -2,9 +2,11 @@
 from .mask_classification import (MaskClassification, classify_masks, init_mask_classifier,
                                   load_image, load_masks)
 from .maskclip_inferencer import MaskCLIPInferencer
+from .proposals import dump_proposals, proposer_cfg_of, split_dataset_cfg
 from .visualization import draw_mask_classification
 
 __all__ = [
     'MaskCLIPInferencer', 'MaskClassification', 'classify_masks', 'draw_mask_classification',
-    'init_mask_classifier', 'load_image', 'load_masks'
+    'init_mask_classifier', 'load_image', 'load_masks', 'dump_proposals', 'proposer_cfg_of',
+    'split_dataset_cfg'
 ]

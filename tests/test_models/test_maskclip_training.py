@@ -136,6 +136,6 @@ def test_no_rma_layers_equal_foundation_encoder(setup):
             data_['inputs'], data_['data_samples'], model.vocabulary(data_['data_samples']))
         ref = plain(model.clip_images(data_['inputs']), proposals.mask_logits, proposals.valid)
     torch.testing.assert_close(regions.region_embeds, ref.region_embeds, atol=1e-5, rtol=0)
-    assert cls_logits.shape[-1] == len(data['classes'])
+    assert cls_logits.shape[-1] == len(data['classes']) + 1  # and the void column
     with pytest.raises(ValueError, match='no trainable parameters'):
         runner.build_optim_wrapper(copy.deepcopy(cfg.optim_wrapper))

@@ -10,50 +10,37 @@ signs agree everywhere; the inverse (the dump undoing a x2 resize) averages
 two equal pixels. A non-integer scale (x1.5) may disagree next to a
 boundary only: cv2's nearest is not centre-aligned, bilinear is.
 """
-import importlib.util
 import os
 import os.path as osp
-import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_tiny_clip
+from conftest import load_script, make_tiny_clip
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
-from mmengine.structures import InstanceData
 from synthetic_coco import write_coco_panoptic
 from tiny_maskclip import panoptic_dataset, tiny_maskclip_cfg
 
 import mmmaskclip  # noqa: F401
 import mmmaskclip.models.geometry as geometry
 import mmmaskclip.models.proposers.precomputed as precomputed
-from mmdet.models.utils import preprocess_panoptic_gt
 from mmdet.registry import DATASETS, MODELS
+from mmmaskclip.apis import dump_proposals, split_dataset_cfg
+from mmmaskclip.apis.proposals import _keys_to_dump
 from mmmaskclip.models.proposers import BaseProposer, GTMaskProposer, MaskProposals
 from mmmaskclip.models.proposers.precomputed import PrecomputedProposer
-from mmmaskclip.models.utils import PAD_MASK_LOGIT
+from mmmaskclip.models.utils import PAD_MASK_LOGIT, Vocabulary, gt_segments
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SIZE = (53, 70)  # odd height
 PREPROCESSOR = dict(type='DetDataPreprocessor', mean=None, std=None, bgr_to_rgb=True,
                     pad_size_divisor=32, pad_mask=True, pad_seg=True, seg_pad_value=255)
 # GT logits +-SCALE/2 = +-4.03125 lie on a quantiser level of L=8
 # (-8 + (192 + 0.5) / 16): they survive the dump exactly.
 SCALE = 8.0625
-
-
-def _load_tool():
-    name = '_mmmaskclip_tools_dump_proposals'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, osp.join(REPO_ROOT, 'tools', 'misc', 'dump_proposals.py'))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
 
 
 def dataset_cfg(data, transforms=()):
@@ -67,13 +54,11 @@ def dump_cfg(data, transforms=(), proposer=None):
     return Config(dict(
         default_scope='mmdet',
         model=dict(data_preprocessor=PREPROCESSOR,
-                   proposer=proposer or dict(type='GTMaskProposer', scale=SCALE),
-                   num_things_classes=len(data['thing_classes']),
-                   num_stuff_classes=len(data['stuff_classes'])),
+                   proposer=proposer or dict(type='GTMaskProposer', scale=SCALE)),
         test_dataloader=dict(batch_size=1, dataset=dataset_cfg(data, transforms))))
 
 
-def batches(data, transforms=(), batch_size=2, num_things=2, num_stuff=2):
+def batches(data, transforms=(), batch_size=2):
     """Preprocessed batches: ``(inputs, samples, gt_segments)``."""
     init_default_scope('mmdet')
     dataset = DATASETS.build(dataset_cfg(data, transforms))
@@ -84,12 +69,8 @@ def batches(data, transforms=(), batch_size=2, num_things=2, num_stuff=2):
         # training=True pads the ground truth to the batch as in training
         # (at test time mmdet leaves it at img_shape)
         out = preprocessor(batch, True)
-        gt = []
-        for s in out['data_samples']:
-            labels, masks = preprocess_panoptic_gt(s.gt_instances.labels, s.gt_instances.masks,
-                                                   s.gt_sem_seg.sem_seg, num_things, num_stuff)
-            gt.append(InstanceData(labels=labels, masks=masks.bool()))
-        yield out['inputs'], out['data_samples'], gt
+        samples = out['data_samples']
+        yield out['inputs'], samples, gt_segments(samples, Vocabulary.of_batch(samples))
 
 
 def resize(factor):
@@ -107,7 +88,7 @@ def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('precomputed')
     data = write_coco_panoptic(str(tmp / 'coco'), num_images=3, image_size=SIZE)
     out = str(tmp / 'proposals')
-    summary = _load_tool().dump_proposals(dump_cfg(data), out, scale=1.0, progress=False)
+    summary = dump_proposals(dump_cfg(data), out, scale=1.0, progress=False)
     assert summary == dict(total=3, written=3, skipped=0)
     return tmp, data, out
 
@@ -143,6 +124,32 @@ def test_dump_format(setup):
             assert f['masks'].dtype == np.uint8
             assert f['masks'].shape == (len(image['segments']), *SIZE)
             assert tuple(f['ori_shape']) == SIZE and 'objectness' not in f.files
+
+
+def test_ground_truth_dump_with_an_ade_sized_vocabulary(tmp_path):
+    """100 things and 50 stuff classes (ADE20K-150's split): every segment of
+    the panoptic json is dumped once, things and stuff alike. The vocabulary
+    comes from the samples, as the model reads it (a tool default of 80
+    things / 53 stuff once turned things 80-99 into stuff and dropped stuff
+    133-149)."""
+    things = tuple(f'thing {i}' for i in range(100))
+    stuff = tuple(f'stuff {i}' for i in range(50))
+    data = write_coco_panoptic(str(tmp_path / 'ade'), num_images=2, image_size=(100, 64),
+                               things=things, stuff=stuff)
+    out = str(tmp_path / 'proposals')
+    dump_proposals(dump_cfg(data), out, scale=1.0, progress=False)
+    for image in data['images']:
+        stem = osp.splitext(image['file_name'])[0]
+        with np.load(osp.join(out, stem + '.npz')) as f:
+            stored = torch.from_numpy(f['masks']) >= 128  # logit >= 0
+        segments = image['segments']
+        assert len(stored) == len(segments) and any(s['label'] >= 133 for s in segments)
+        ids = torch.from_numpy(cv2.imread(osp.join(
+            data['seg_dir'], image['seg_file_name']))[..., ::-1].astype(np.int64))
+        ids = ids[..., 0] + 256 * ids[..., 1] + 65536 * ids[..., 2]
+        truth = torch.stack([ids == segment['id'] for segment in segments])
+        same = (stored[:, None] == truth[None]).flatten(2).all(-1)  # stored x json
+        assert same.sum(0).tolist() == [1] * len(segments)  # each segment exactly once
 
 
 @pytest.mark.parametrize('factor', [2.0, 1.5])
@@ -187,9 +194,8 @@ def test_flip(setup, direction):
 
 def test_dump_undoes_resize_and_downsamples(setup):
     tmp, data, out = setup
-    tool = _load_tool()
     resized = str(tmp / 'from_resized')
-    tool.dump_proposals(dump_cfg(data, [resize(2.0), dict(type='RandomFlip', prob=1.0)]),
+    dump_proposals(dump_cfg(data, [resize(2.0), dict(type='RandomFlip', prob=1.0)]),
                         resized, scale=1.0, progress=False)
     for name in sorted(os.listdir(out)):
         if name.endswith('.npz'):
@@ -197,7 +203,7 @@ def test_dump_undoes_resize_and_downsamples(setup):
                 assert np.array_equal(a['masks'], b['masks']), name
     # a quarter-resolution dump: small files, masks right up to the borders
     quarter = str(tmp / 'quarter')
-    tool.dump_proposals(dump_cfg(data), quarter, scale=0.25, progress=False)
+    dump_proposals(dump_cfg(data), quarter, scale=0.25, progress=False)
     reader = PrecomputedProposer(quarter)
     for inputs, samples, gt in batches(data, [resize(1.5)]):
         props = reader(inputs, samples)
@@ -216,17 +222,16 @@ class CountingProposer(GTMaskProposer):
         super().__init__(**kwargs)
         self.images = 0
 
-    def propose(self, images, batch_data_samples, batch_gt_segments=None):
+    def propose(self, images, batch_data_samples, vocabulary=None, batch_gt_segments=None):
         self.images += len(batch_data_samples)
-        return super().propose(images, batch_data_samples, batch_gt_segments)
+        return super().propose(images, batch_data_samples, vocabulary, batch_gt_segments)
 
 
 def test_resume_and_missing_file(setup):
     tmp, data, _ = setup
-    tool = _load_tool()
     out = str(tmp / 'resume')
     proposer = CountingProposer(scale=SCALE)
-    tool.dump_proposals(dump_cfg(data), out, proposer=proposer, scale=0.5, progress=False)
+    dump_proposals(dump_cfg(data), out, proposer=proposer, scale=0.5, progress=False)
     assert proposer.images == 3
     files = sorted(f for f in os.listdir(out) if f.endswith('.npz'))
     assert len(files) == 3 and not [f for f in os.listdir(out) if '.tmp' in f]
@@ -243,14 +248,14 @@ def test_resume_and_missing_file(setup):
     assert f'{stem}.jpg' in message and out in message
     assert 'tools/misc/dump_proposals.py' in message
 
-    summary = tool.dump_proposals(dump_cfg(data), out, proposer=proposer, scale=0.5,
+    summary = dump_proposals(dump_cfg(data), out, proposer=proposer, scale=0.5,
                                   resume=True, progress=False)
     assert summary == dict(total=3, written=1, skipped=2) and proposer.images == 4
     for f in (files[0], files[2]):
         assert os.stat(osp.join(out, f)).st_mtime_ns == mtimes[f]
     assert osp.isfile(osp.join(out, files[1]))
     with pytest.raises(ValueError, match='other settings'):
-        tool.dump_proposals(dump_cfg(data), out, proposer=proposer, scale=1.0, resume=True,
+        dump_proposals(dump_cfg(data), out, proposer=proposer, scale=1.0, resume=True,
                             progress=False)
 
 
@@ -259,7 +264,7 @@ class SmoothProposer(BaseProposer):
     """Smooth random logits at 1/4 of the padded batch with objectness, the
     last slot invalid on odd images; a function of the image id and size."""
 
-    def propose(self, images, batch_data_samples, batch_gt_segments=None):
+    def propose(self, images, batch_data_samples, vocabulary=None, batch_gt_segments=None):
         size = (images.shape[-2] // 4, images.shape[-1] // 4)
         logits, scores = [], []
         for sample in batch_data_samples:
@@ -277,7 +282,7 @@ def test_objectness_max_proposals_and_low_resolution_logits(setup):
     tmp, data, _ = setup
     out = str(tmp / 'smooth')
     proposer = SmoothProposer()
-    _load_tool().dump_proposals(dump_cfg(data), out, proposer=proposer, scale=1.0,
+    dump_proposals(dump_cfg(data), out, proposer=proposer, scale=1.0,
                                 max_proposals=3, progress=False)
     step = 2 * 8.0 / 256
     for inputs, samples, _ in batches(data):
@@ -299,7 +304,6 @@ def test_objectness_max_proposals_and_low_resolution_logits(setup):
         ref.objectness[-1, keep].topk(2).indices.sort().values])
 
 def test_train_split_uses_test_pipeline_and_keys_are_unique():
-    tool = _load_tool()
     train = dict(type='CocoPanopticDataset', ann_file='train.json',
                  pipeline=[dict(type='LoadImageFromFile'), dict(type='RandomFlip', prob=0.5)])
     test_pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(8, 8))]
@@ -307,7 +311,7 @@ def test_train_split_uses_test_pipeline_and_keys_are_unique():
         train_dataloader=dict(dataset=dict(type='RepeatDataset', times=2, dataset=train)),
         test_dataloader=dict(dataset=dict(type='CocoPanopticDataset', ann_file='val.json',
                                           pipeline=test_pipeline))))
-    ds = tool.split_dataset_cfg(cfg, 'train')
+    ds = split_dataset_cfg(cfg, 'train')
     assert ds.type == 'RepeatDataset' and ds.dataset.ann_file == 'train.json'
     assert ds.dataset.pipeline == test_pipeline
     assert cfg.train_dataloader.dataset.dataset.pipeline[1].type == 'RandomFlip'
@@ -324,11 +328,11 @@ def test_train_split_uses_test_pipeline_and_keys_are_unique():
             return dict(img_path=self.paths[i], img_id=i)
 
     # a repeated image is one file; two images with one stem are an error
-    assert tool._keys_to_dump(Paths(['a/1.jpg', 'a/2.jpg', 'a/1.jpg']), 'stem') == {
+    assert _keys_to_dump(Paths(['a/1.jpg', 'a/2.jpg', 'a/1.jpg']), 'stem') == {
         '1': 0, '2': 1}
     with pytest.raises(ValueError, match="share the key '1'"):
-        tool._keys_to_dump(Paths(['a/1.jpg', 'b/1.png']), 'stem')
-    assert tool._keys_to_dump(Paths(['a/1.jpg', 'b/1.png']), 'img_id') == {'0': 0, '1': 1}
+        _keys_to_dump(Paths(['a/1.jpg', 'b/1.png']), 'stem')
+    assert _keys_to_dump(Paths(['a/1.jpg', 'b/1.png']), 'img_id') == {'0': 0, '1': 1}
 
 
 @pytest.mark.parametrize('rma', [False, True])
@@ -349,7 +353,7 @@ def test_maskclip_same_class_probabilities(tmp_path, rma):
     cfg_file = str(tmp_path / 'cfg.py')
     cfg.dump(cfg_file)
     out = str(tmp_path / 'proposals')
-    assert _load_tool().main([cfg_file, '--out-dir', out, '--scale', '1', '--num-workers',
+    assert load_script('tools/misc/dump_proposals.py').main([cfg_file, '--out-dir', out, '--scale', '1', '--num-workers',
                               '0', '--device', 'cpu']) == 0
 
     init_default_scope('mmdet')
@@ -358,12 +362,12 @@ def test_maskclip_same_class_probabilities(tmp_path, rma):
     on_the_fly = model.proposer
     stored = PrecomputedProposer(out)
     for inputs, samples, gt in batches(data, transforms):
-        names = model.vocabulary(samples)
+        vocabulary = model.vocabulary(samples)
         outputs = []
         for proposer in (on_the_fly, stored):
             model.proposer = proposer
             with torch.no_grad():
-                proposals, regions, logits = model.encode(inputs, samples, names, gt)
+                proposals, regions, logits = model.encode(inputs, samples, vocabulary, gt)
                 pred = model.predict(inputs, [s.clone() for s in samples])
             outputs.append((proposals.valid, logits.softmax(-1), pred))
         (valid_a, probs_a, pred_a), (valid_b, probs_b, pred_b) = outputs

@@ -8,7 +8,6 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet.models.detectors.base import BaseDetector
-from mmdet.models.utils import preprocess_panoptic_gt
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
@@ -17,7 +16,8 @@ from ..clip_loader import ClipConfig, build_clip_model, with_clip
 from ..geometry import (images_to_encoder, masks_from_encoder, masks_to_encoder,
                         to_original_geometry)
 from ..post_processing import void_column
-from ..proposers import GTMaskProposer, MaskProposals
+from ..proposers import MaskProposals
+from ..utils import Vocabulary, fill_padding, gt_segments
 
 #: Parts whose weights come from their own sources (CLIP, proposer), not
 #: from MaskCLIP checkpoints.
@@ -43,10 +43,10 @@ class MaskCLIP(BaseDetector):
             needed for training.
         post_processor (dict): semantic + instance + panoptic outputs
             (``UniversalPostProcessor``); ``test_cfg`` entries override it.
-        num_things_classes (int): with ``class_names``, its first
-            ``num_things_classes`` names are things and the rest stuff (a
-            vocabulary from the samples has ``len(text)`` things, the
-            ``stuff_text`` after them are stuff).
+        num_things_classes (int, optional): with ``class_names``, its first
+            ``num_things_classes`` names are things and the rest stuff (all
+            of them things by default). A vocabulary from the samples has
+            ``len(text)`` things, the ``stuff_text`` after them are stuff.
         class_names (Sequence[str], optional): a fixed vocabulary; by default
             it is read from each batch's samples (``text`` and ``stuff_text``
             metainfo, which mmdet datasets add with ``return_classes=True``).
@@ -69,11 +69,11 @@ class MaskCLIP(BaseDetector):
             more than 2x to the encoder size (bilinear either way, see
             :func:`~mmmaskclip.models.utils.resize_mask_logits`). Default True.
         image_pad_value (Sequence[float], optional): RGB 0-255 value written
-            into the padding of the batch before the proposer and CLIP: the
-            proposer's pixel mean (ImageNet's, the default) makes it zero
-            after the proposer's normalisation, as mmdet and detectron2 pad,
-            and is what the authors' CLIP input holds there. None keeps the
-            data preprocessor's padding (zeros).
+            into the padding of the batch before CLIP: the proposer's pixel
+            mean (ImageNet's, the default) is what the authors' CLIP input
+            holds there (they pad the normalised batch with zeros, as mmdet
+            does; the proposers here do the same for themselves). None keeps
+            the data preprocessor's padding (zeros).
         use_objectness (bool): multiply the class probabilities by the
             proposer's objectness (where it has one) at test time; off by
             default, as in the paper, where every score comes from CLIP.
@@ -93,7 +93,7 @@ class MaskCLIP(BaseDetector):
                  text_encoder: ConfigType = dict(type='MaskCLIPTextEncoder'),
                  head: OptConfigType = dict(type='MaskCLIPHead'),
                  post_processor: ConfigType = dict(type='UniversalPostProcessor'),
-                 num_things_classes: int = 80,
+                 num_things_classes: Optional[int] = None,
                  class_names: Optional[Sequence[str]] = None,
                  void_class: Optional[str] = 'other',
                  logit_scale: float = 100.0,
@@ -134,63 +134,19 @@ class MaskCLIP(BaseDetector):
         self._register_load_state_dict_pre_hook(_fill_frozen_state, with_module=True)
 
     # ------------------------------------------------------------ plumbing
-    def vocabulary(self, batch_data_samples: SampleList) -> List[str]:
-        """The class names of this batch (``C`` of them): things, then stuff."""
-        if self.class_names:
-            return self.class_names
-        meta = batch_data_samples[0].metainfo if batch_data_samples else {}
-        if not meta.get('text'):
-            raise ValueError(
-                'MaskCLIP has no vocabulary: set model.class_names, or build the dataset '
-                "with return_classes=True and add 'text' (and 'stuff_text' for panoptic "
-                "datasets) to PackDetInputs' meta_keys.")
-        return list(meta['text']) + list(meta.get('stuff_text') or [])
+    def vocabulary(self, batch_data_samples: SampleList) -> Vocabulary:
+        """The batch's vocabulary: ``class_names`` (its first
+        ``num_things_classes`` things) or the samples' ``text`` (things) and
+        ``stuff_text`` (stuff), with ``void_class``."""
+        return Vocabulary.of_batch(batch_data_samples, self.class_names,
+                                   self.num_things_classes, self.void_class)
 
-    def num_things(self, batch_data_samples: SampleList) -> int:
-        """How many of the vocabulary's first classes are things: with a
-        vocabulary from the samples, their ``text`` (``stuff_text`` are the
-        stuff; a vocabulary without it is all things); with ``class_names``,
-        ``num_things_classes``."""
-        meta = batch_data_samples[0].metainfo if batch_data_samples else {}
-        if not self.class_names and meta.get('text'):
-            return len(meta['text'])
-        return self.num_things_classes
-
-    def gt_segments(self, batch_data_samples: SampleList) -> List[InstanceData]:
-        """Ground-truth things and stuff of each image as ``labels`` ``(K,)``
-        and bool ``masks`` ``(K, Hp, Wp)`` (mmdet's panoptic preprocessing)."""
-        segments = []
-        num_things = self.num_things(batch_data_samples)
-        num_stuff = len(self.vocabulary(batch_data_samples)) - num_things
-        for sample in batch_data_samples:
-            # long: uint16 maps (more than 255 classes) support few torch ops
-            sem_seg = sample.gt_sem_seg.sem_seg.long() if 'gt_sem_seg' in sample else None
-            if 'masks' not in sample.get('gt_instances', {}):  # semantic: a segment a class
-                labels = sem_seg.unique()
-                labels = labels[labels < num_things + num_stuff]
-                masks = sem_seg[0][None] == labels[:, None, None]
-                segments.append(InstanceData(labels=labels.long(), masks=masks))
-                continue
-            labels, masks = preprocess_panoptic_gt(
-                sample.gt_instances.labels, sample.gt_instances.masks, sem_seg,
-                num_things, num_stuff)
-            segments.append(InstanceData(labels=labels, masks=masks.bool()))
-        return segments
-
-    def fill_padding(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Tensor:
-        """Write ``image_pad_value`` outside each sample's ``img_shape``."""
-        if self.image_pad_value is None:
-            return batch_inputs
-        height, width = batch_inputs.shape[-2:]
-        shapes = [s.metainfo.get('img_shape', (height, width))[:2] for s in batch_data_samples]
-        if all(tuple(shape) == (height, width) for shape in shapes):
-            return batch_inputs
-        out = batch_inputs.float().clone()
-        value = self.image_pad_value.to(out.device).view(3, 1, 1)
-        for image, (img_h, img_w) in zip(out, shapes):
-            image[:, img_h:] = value
-            image[:, :img_h, img_w:] = value
-        return out
+    def gt_segments(self, batch_data_samples: SampleList,
+                    vocabulary: Optional[Vocabulary] = None) -> List[InstanceData]:
+        """Ground-truth things and stuff of each image (see
+        :func:`~mmmaskclip.models.utils.gt_segments`)."""
+        return gt_segments(batch_data_samples,
+                           vocabulary or self.vocabulary(batch_data_samples))
 
     def clip_images(self, batch_inputs: Tensor) -> Tensor:
         """RGB 0-255 ``(B, 3, Hp, Wp)`` -> CLIP-normalised encoder input
@@ -200,23 +156,25 @@ class MaskCLIP(BaseDetector):
                                  **self.image_resize)
 
     def encode(self, batch_inputs: Tensor, batch_data_samples: SampleList,
-               class_names: Sequence[str],
+               vocabulary: Vocabulary,
                batch_gt_segments: Optional[List[InstanceData]] = None
                ) -> Tuple[MaskProposals, RegionEncoderOutput, Tensor]:
-        """Proposals, region embeddings and class logits ``(B, M, C)``.
+        """Proposals, region embeddings and class logits ``(B, M, C')`` over
+        ``vocabulary.text`` (``C' = C + 1`` with a void class).
 
         The refined masks in ``regions.mask_logits`` are in the encoder frame
         (see :meth:`batch_masks`).
         """
-        if isinstance(self.proposer, GTMaskProposer) and batch_gt_segments is None:
-            batch_gt_segments = self.gt_segments(batch_data_samples)
-        batch_inputs = self.fill_padding(batch_inputs, batch_data_samples)
-        proposals = self.proposer(batch_inputs, batch_data_samples, batch_gt_segments)
+        proposals = self.proposer(batch_inputs, batch_data_samples, vocabulary,
+                                  batch_gt_segments)
         masks = masks_to_encoder(proposals.mask_logits, batch_inputs.shape[-2:],
                                  self.visual_encoder.patch_size, self.encoder_input_size,
                                  antialias=self.mask_antialias)
-        regions = self.visual_encoder(self.clip_images(batch_inputs), masks, proposals.valid)
-        text = self.text_encoder(class_names).to(regions.region_embeds)
+        if self.image_pad_value is not None:
+            batch_inputs = fill_padding(batch_inputs, batch_data_samples, self.image_pad_value)
+        images = self.clip_images(batch_inputs)
+        regions = self.visual_encoder(images, masks, proposals.valid)
+        text = self.text_encoder(vocabulary.text).to(regions.region_embeds)
         return proposals, regions, self.logit_scale * regions.region_embeds @ text.t()
 
     def batch_masks(self, proposals: MaskProposals, regions: RegionEncoderOutput,
@@ -229,23 +187,19 @@ class MaskCLIP(BaseDetector):
         return [masks_from_encoder(m, size, self.encoder_input_size)
                 for m in regions.mask_logits]
 
-    def with_void(self, names: List[str]) -> List[str]:
-        """The vocabulary plus the void class, if any."""
-        return names + [self.void_class] if self.void_class else names
-
     # ------------------------------------------------------------ modes
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
         """Hungarian-matched CE / BCE / Dice losses (paper §4.2)."""
         if self.head is None:
             raise ValueError('MaskCLIP was built without a head: it cannot be trained.')
-        gt = self.gt_segments(batch_data_samples)
-        names = self.vocabulary(batch_data_samples)
-        proposals, regions, cls_logits = self.encode(
-            batch_inputs, batch_data_samples, self.with_void(names), gt)
+        vocabulary = self.vocabulary(batch_data_samples)
+        gt = gt_segments(batch_data_samples, vocabulary)
+        proposals, regions, cls_logits = self.encode(batch_inputs, batch_data_samples,
+                                                     vocabulary, gt)
         size = tuple(batch_inputs.shape[-2:])
         return self.head.loss(cls_logits, self.batch_masks(proposals, regions, size),
                               regions.valid, gt, [s.metainfo for s in batch_data_samples],
-                              has_void=bool(self.void_class), mask_size=size)
+                              has_void=vocabulary.void is not None, mask_size=size)
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
@@ -255,18 +209,18 @@ class MaskCLIP(BaseDetector):
         ``pred_instances`` (those the post-processor has enabled), at the
         original image size when ``rescale`` (else at ``img_shape``).
         """
-        names = self.vocabulary(batch_data_samples)
-        num_things = self.num_things(batch_data_samples)
+        vocabulary = self.vocabulary(batch_data_samples)
         proposals, regions, cls_logits = self.encode(batch_inputs, batch_data_samples,
-                                                     self.with_void(names))
-        cls_logits = void_column(cls_logits, regions.valid, append=not self.void_class)
+                                                     vocabulary)
+        cls_logits = void_column(cls_logits, regions.valid, append=vocabulary.void is None)
         size = tuple(batch_inputs.shape[-2:])
         masks = self.batch_masks(proposals, regions, size)[-1]
         objectness = proposals.objectness if self.use_objectness else None
         for b, (sample, cls, mask) in enumerate(zip(batch_data_samples, cls_logits, masks)):
             mask = self.to_image(mask, sample.metainfo, size, rescale)
             obj = objectness[b] if objectness is not None else None
-            for key, value in self.post_processor(cls, mask, num_things, obj).items():
+            for key, value in self.post_processor(cls, mask, vocabulary.num_things,
+                                                  obj).items():
                 setattr(sample, key, value)
             if 'pred_sem_seg' in sample and 'gt_sem_seg' in sample:
                 # mmdet's SemSegMetric reads the ignore value from the prediction

@@ -9,6 +9,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet.structures import SampleList
+from ..utils import Vocabulary
 
 
 @dataclass
@@ -42,15 +43,20 @@ class BaseProposer(BaseModule):
         self.eval()
 
     def propose(self, images: Tensor, batch_data_samples: SampleList,
+                vocabulary: Optional[Vocabulary] = None,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
         """Make proposals.
 
         Args:
             images (Tensor): ``(B, 3, Hp, Wp)`` padded RGB batch, 0-255.
-            batch_data_samples (list[DetDataSample]): the batch's samples.
+            batch_data_samples (list[DetDataSample]): the batch's samples;
+                proposers take what they need from them.
+            vocabulary (Vocabulary, optional): the batch's vocabulary (which
+                labels are things), for proposers that read annotations.
             batch_gt_segments (list[InstanceData], optional): ground-truth
-                segments (things and stuff) with ``masks`` ``(K, Hp, Wp)``,
-                for proposers that use them.
+                segments already computed from the samples (see
+                :func:`~mmmaskclip.models.utils.gt_segments`), so that they
+                are not computed twice in training.
 
         Returns:
             MaskProposals: the proposals.

@@ -12,7 +12,7 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample, SampleList
 from mmdet.utils import ConfigType, OptMultiConfig
-from ..utils import stack_mask_logits
+from ..utils import Vocabulary, fill_padding, stack_mask_logits
 from .base_proposer import BaseProposer, MaskProposals
 
 
@@ -31,9 +31,8 @@ class DetectorProposer(BaseProposer):
     predicted instance masks as logits ``±mask_logit`` over the padded batch
     and their scores as objectness. Class predictions are never used: a
     class-aware detector becomes class-agnostic here. The padding of the
-    batch should hold the detector's pixel mean (``MaskCLIP`` fills it), so
-    the detector sees zeros there after normalisation, as in mmdet and
-    detectron2.
+    batch (outside each sample's ``img_shape``) is zero after the detector's
+    normalisation, its pixel mean, as mmdet and detectron2 pad.
 
     Args:
         detector (dict | str): an mmdet detector's model config, or a config
@@ -126,6 +125,7 @@ class DetectorProposer(BaseProposer):
         return MaskProposals(mask_logits=logits, valid=valid, objectness=objectness)
 
     def propose(self, images: Tensor, batch_data_samples: SampleList,
+                vocabulary: Optional[Vocabulary] = None,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
         # metainfo-only copies (the detector writes its predictions into
         # them) in which the transformed image is the original: without
@@ -137,7 +137,7 @@ class DetectorProposer(BaseProposer):
                                         scale_factor=(1.0, 1.0)))
             for s in batch_data_samples
         ]
-        x = (images - self.mean) / self.std
+        x = fill_padding((images - self.mean) / self.std, batch_data_samples, 0.0)
         if hasattr(self.detector, 'panoptic_head'):
             proposals = self._query_masks(x, batch_data_samples)
         else:

@@ -15,7 +15,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import OptMultiConfig
 from ..geometry import to_batch_geometry
-from ..utils import stack_mask_logits
+from ..utils import Vocabulary, gt_segments, stack_mask_logits
 from .base_proposer import BaseProposer, MaskProposals
 
 
@@ -87,11 +87,13 @@ class GTMaskProposer(BaseProposer):
                                           align_corners=False)[:, 0]
 
     def propose(self, images: Tensor, batch_data_samples: SampleList,
+                vocabulary: Optional[Vocabulary] = None,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
         if batch_gt_segments is None:
-            raise ValueError('GTMaskProposer needs ground-truth segments: load '
-                             'annotations in the pipeline (LoadPanopticAnnotations or '
-                             'LoadAnnotations with masks) also at test time.')
+            if vocabulary is None:
+                raise ValueError('GTMaskProposer needs the vocabulary (which labels are '
+                                 'things) to read the ground-truth segments.')
+            batch_gt_segments = gt_segments(batch_data_samples, vocabulary)
         size = tuple(images.shape[-2:])
         per_image = []
         for segments, sample in zip(batch_gt_segments, batch_data_samples):

@@ -26,6 +26,7 @@ PASCAL Context) or its ``img_id`` (``key='img_id'``); the dump tool refuses
 to write a split where two images share a key.
 """
 import json
+import os
 import os.path as osp
 from typing import List, Optional, Tuple
 
@@ -38,7 +39,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import OptMultiConfig
 from ..geometry import _shape2, to_batch_geometry
-from ..utils import stack_mask_logits
+from ..utils import Vocabulary, stack_mask_logits
 from .base_proposer import BaseProposer, MaskProposals
 
 FORMAT_NAME = 'mmmaskclip-proposals'
@@ -95,6 +96,73 @@ def read_meta(proposal_dir: str) -> Optional[dict]:
         return None
     with open(path, encoding='utf-8') as f:
         return json.load(f)
+
+
+# ---------------------------------------------------------------- writing
+def to_plain(obj):
+    """Config objects -> JSON-friendly builtins (for ``meta.json``)."""
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return repr(obj)
+
+
+def proposal_settings(key: str, scale: float, logit_range: float,
+                      max_proposals: Optional[int], proposer) -> dict:
+    """What ``meta.json`` records about how a directory was written (a resumed
+    dump must match it)."""
+    if not 0 < scale <= 1:
+        raise ValueError(f'scale must be in (0, 1], got {scale}.')
+    if logit_range <= 0:
+        raise ValueError(f'logit_range must be positive, got {logit_range}.')
+    return dict(format=FORMAT_NAME, version=FORMAT_VERSION, key=key, scale=scale,
+                quantisation=dict(dtype='uint8', levels=LEVELS, logit_range=logit_range,
+                                  step=2 * logit_range / LEVELS,
+                                  dequantise='logit = -L + (q + 0.5) * step'),
+                max_proposals=max_proposals, proposer=to_plain(proposer))
+
+
+def check_resume(proposal_dir: str, settings: dict) -> None:
+    """Refuse to resume a directory written with other settings."""
+    old = read_meta(proposal_dir)
+    if old is None:
+        return
+    differ = [k for k, v in settings.items() if to_plain(old.get(k)) != to_plain(v)]
+    if differ:
+        raise ValueError(f'{proposal_dir} holds proposals written with other settings '
+                         f'({", ".join(differ)}): use another directory or do not resume.')
+
+
+def write_meta(proposal_dir: str, settings: dict, **extra) -> None:
+    """Write ``meta.json``."""
+    with open(osp.join(proposal_dir, META_FILE), 'w', encoding='utf-8') as f:
+        json.dump(dict(settings, **extra), f, indent=2)
+
+
+def write_proposals(path: str, logits: Tensor, ori_shape: Tuple[int, int],
+                    logit_range: float, objectness: Optional[Tensor] = None) -> None:
+    """Write one image's ``.npz`` (see the module docstring), atomically: an
+    interrupted run never leaves a truncated file that a resume would take
+    as done.
+
+    Args:
+        path (str): the ``.npz`` file.
+        logits (Tensor): ``(M, h, w)`` logits at the stored resolution.
+        ori_shape (tuple[int, int]): the original image size.
+        logit_range (float): the quantiser's clamp.
+        objectness (Tensor, optional): ``(M,)``.
+    """
+    arrays = dict(masks=quantise_logits(logits, logit_range).cpu().numpy(),
+                  ori_shape=list(ori_shape), logit_range=float(logit_range))
+    if objectness is not None:
+        arrays['objectness'] = objectness.float().cpu().numpy()
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'wb') as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- proposer
@@ -180,6 +248,7 @@ class PrecomputedProposer(BaseProposer):
         return dequantise_logits(codes, logit_range), objectness
 
     def propose(self, images: Tensor, batch_data_samples: SampleList,
+                vocabulary: Optional[Vocabulary] = None,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
         batch_size = _shape2(images.shape[-2:])
         logits, scores = [], []

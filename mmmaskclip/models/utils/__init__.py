@@ -1,8 +1,10 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 from .masks import (PAD_MASK_LOGIT, as_mask_logits, prepare_mask_logits, resize_mask_logits,
                     stack_mask_logits)
+from .padding import fill_padding
+from .vocabulary import Vocabulary, gt_segments
 
 __all__ = [
     'PAD_MASK_LOGIT', 'as_mask_logits', 'prepare_mask_logits', 'resize_mask_logits',
-    'stack_mask_logits'
+    'stack_mask_logits', 'fill_padding', 'Vocabulary', 'gt_segments'
 ]

@@ -1,0 +1,93 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""The vocabulary of a batch and its ground-truth segments, computed once."""
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+from mmengine.structures import InstanceData
+
+from mmdet.models.utils import preprocess_panoptic_gt
+from mmdet.structures import SampleList
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The ``C`` class names of a batch, things first, and the void class.
+
+    Attributes:
+        names (tuple[str]): things, then stuff.
+        num_things (int): the first ``num_things`` names are things.
+        void (str, optional): a void class (the authors' ``'other'``) whose
+            text column follows the names; None for no void column.
+    """
+    names: Tuple[str, ...]
+    num_things: int
+    void: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not self.names:
+            raise ValueError('The vocabulary is empty: give at least one class name.')
+        if not 0 <= self.num_things <= len(self.names):
+            raise ValueError(f'num_things={self.num_things} does not fit a vocabulary of '
+                             f'{len(self.names)} classes.')
+
+    @property
+    def num_classes(self) -> int:
+        """``C``, the void class excluded."""
+        return len(self.names)
+
+    @property
+    def text(self) -> List[str]:
+        """The text encoder's input: the names, then the void class if any."""
+        return list(self.names) + ([self.void] if self.void else [])
+
+    @classmethod
+    def of_batch(cls,
+                 batch_data_samples: SampleList,
+                 class_names: Optional[Sequence[str]] = None,
+                 num_things: Optional[int] = None,
+                 void: Optional[str] = None) -> 'Vocabulary':
+        """A fixed vocabulary (``class_names``, its first ``num_things`` things,
+        all of them by default), else the samples' ``text`` (things) and
+        ``stuff_text`` (stuff), which mmdet datasets add with
+        ``return_classes=True``."""
+        if class_names:
+            names = tuple(class_names)
+            return cls(names, len(names) if num_things is None else num_things, void)
+        meta = batch_data_samples[0].metainfo if batch_data_samples else {}
+        things, stuff = tuple(meta.get('text') or ()), tuple(meta.get('stuff_text') or ())
+        if not things and not stuff:
+            raise ValueError(
+                'MaskCLIP has no vocabulary: set model.class_names, or build the dataset '
+                "with return_classes=True and add 'text' (and 'stuff_text' for panoptic "
+                "datasets) to PackDetInputs' meta_keys.")
+        return cls(things + stuff, len(things), void)
+
+
+def gt_segments(batch_data_samples: SampleList, vocabulary: Vocabulary) -> List[InstanceData]:
+    """Ground-truth things and stuff of each image as ``labels`` ``(K,)`` and
+    bool ``masks`` ``(K, h, w)`` (mmdet's panoptic preprocessing; a semantic
+    sample gives one segment per class present), at the size the samples
+    hold them (the padded batch in training).
+
+    Used by the training loss, ``GTMaskProposer`` and the proposal dump tool.
+    """
+    segments = []
+    num_things = vocabulary.num_things
+    num_stuff = vocabulary.num_classes - num_things
+    for sample in batch_data_samples:
+        # long: uint16 maps (more than 255 classes) support few torch ops
+        sem_seg = sample.gt_sem_seg.sem_seg.long() if 'gt_sem_seg' in sample else None
+        if 'masks' not in sample.get('gt_instances', {}):  # semantic: a segment a class
+            if sem_seg is None:
+                raise ValueError('Ground-truth segments need gt_instances.masks or '
+                                 'gt_sem_seg: load annotations in the pipeline.')
+            labels = sem_seg.unique()
+            labels = labels[labels < vocabulary.num_classes]
+            masks = sem_seg[0][None] == labels[:, None, None]
+            segments.append(InstanceData(labels=labels.long(), masks=masks))
+            continue
+        labels, masks = preprocess_panoptic_gt(sample.gt_instances.labels,
+                                               sample.gt_instances.masks, sem_seg,
+                                               num_things, num_stuff)
+        segments.append(InstanceData(labels=labels, masks=masks.bool()))
+    return segments
