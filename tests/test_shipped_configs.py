@@ -208,7 +208,8 @@ HEADLINES = {
 # mmmaskclip's wrappers report what the metric they wrap reports
 HEADLINES.update(LVISCompatMetric=HEADLINES['LVISMetric'],
                  ReorderedCocoMetric=HEADLINES['CocoMetric'],
-                 ReorderedSemSegMetric=HEADLINES['SemSegMetric'])
+                 ReorderedSemSegMetric=HEADLINES['SemSegMetric'],
+                 GTIgnoreSemSegMetric=HEADLINES['SemSegMetric'])
 
 
 def headline_keys(evaluators) -> List[str]:

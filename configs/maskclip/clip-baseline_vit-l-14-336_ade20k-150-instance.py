@@ -2,4 +2,4 @@
 #   python tools/test.py ${THIS_CONFIG} none   (training-free)
 _base_ = ['../_base_/models/clip-baseline_vit-l-14-336.py', '../_base_/datasets/ade20k_instance_maskclip.py']
 
-model = dict(post_processor=dict(panoptic_on=False, semantic_on=False))
+model = dict(post_processor={{_base_.post_processor}})

@@ -2,6 +2,4 @@
 #   python tools/test.py ${THIS_CONFIG} none   (training-free)
 _base_ = ['../_base_/models/clip-baseline_vit-l-14-336.py', '../_base_/datasets/lvis-v1_instance_maskclip.py']
 
-# the LVIS API keeps the 300 best detections per image
-model = dict(
-    post_processor=dict(panoptic_on=False, semantic_on=False, max_per_image=300))
+model = dict(post_processor={{_base_.post_processor}})

@@ -2,5 +2,4 @@
 #   python tools/test.py ${THIS_CONFIG} none   (training-free)
 _base_ = ['../_base_/models/maskclip-wo-rma_vit-l-14-336.py', '../_base_/datasets/ade20k_panoptic_maskclip.py']
 
-model = dict(post_processor=dict(object_mask_thr=0.3, instance_on=False,
-                                  semantic_on=False))  # the authors' ADE threshold
+model = dict(post_processor={{_base_.post_processor}})

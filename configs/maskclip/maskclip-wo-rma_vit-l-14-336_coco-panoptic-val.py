@@ -6,3 +6,5 @@ _base_ = [
 ]
 # evaluation only: the dataset base's training split is not used
 train_dataloader = None
+
+model = dict(post_processor={{_base_.post_processor}})

@@ -2,6 +2,7 @@
 #   python tools/test.py ${THIS_CONFIG} work_dirs/maskclip_vit-l-14-336_8xb1-10k_coco-panoptic/iter_10000.pth
 _base_ = ['../_base_/models/maskclip_vit-l-14-336.py', '../_base_/datasets/coco-ovd_instance_maskclip.py']
 
-model = dict(post_processor=dict(panoptic_on=False, semantic_on=False))
 val_dataloader = dict(dataset=dict(setting='constrained', split='novel'))
 test_dataloader = val_dataloader
+
+model = dict(post_processor={{_base_.post_processor}})

@@ -24,7 +24,34 @@ ClassOrder = Union[str, Sequence[str]]
 
 
 @METRICS.register_module()
-class ReorderedSemSegMetric(SemSegMetric):
+class GTIgnoreSemSegMetric(SemSegMetric):
+    """``SemSegMetric`` that ignores the label value the ground truth declares.
+
+    mmdet's ``SemSegMetric`` reads the ignore value from the *prediction*
+    (``pred_sem_seg.ignore_index``) and falls back to 255; uint16 benchmarks
+    (ADE20K-847, PASCAL Context 459) mark unlabelled pixels 65535, which
+    mmdet's ``LoadAnnotations(ignore_index=...)`` records on ``gt_sem_seg``.
+    This metric copies that value onto the prediction before scoring, so the
+    model need not know about evaluation.
+
+    Args:
+        **kwargs: ``SemSegMetric`` arguments.
+    """
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        """Carry ``gt_sem_seg.ignore_index`` to ``pred_sem_seg``, then score."""
+        samples = []
+        for sample in data_samples:
+            ignore = sample.get('gt_sem_seg', {}).get('ignore_index')
+            if ignore is not None:
+                sample = dict(sample, pred_sem_seg=dict(sample['pred_sem_seg'],
+                                                        ignore_index=ignore))
+            samples.append(sample)
+        super().process(data_batch, samples)
+
+
+@METRICS.register_module()
+class ReorderedSemSegMetric(GTIgnoreSemSegMetric):
     """``SemSegMetric`` whose ground truth follows ``class_order``.
 
     Predicted label ``i`` (the dataset's ``classes[i]``) is scored as

@@ -78,7 +78,9 @@ def test_proposer_checkpoint_offline_names_the_file(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path))
     url = 'http://127.0.0.1:9/mmdet/mask2former_r50_coco-panoptic_20230118-54df384a.pth'
     detector = dict(type='MaskRCNN', backbone=dict(type='ResNet', depth=18), rpn_head=None,
-                    roi_head=None, train_cfg=None, test_cfg=None)
+                    roi_head=None, train_cfg=None, test_cfg=None,
+                    data_preprocessor=dict(type='DetDataPreprocessor', mean=[0, 0, 0],
+                                           std=[1, 1, 1], bgr_to_rgb=True))
     with pytest.raises(ProposerWeightsNotFoundError) as err:
         MODELS.build(dict(type='DetectorProposer', detector=detector, checkpoint=url))
     assert str(tmp_path / 'checkpoints' / osp.basename(url)) in str(err.value)

@@ -359,3 +359,10 @@ def test_low_resolution_masks_lose_as_upsampled(low):
     assert set(lazy) == KEYS | {'d0.loss_mask', 'd0.loss_dice'}
     for key in full:
         torch.testing.assert_close(lazy[key], full[key], rtol=1e-5, atol=1e-6)
+
+
+def test_model_train_cfg_is_refused(tiny_clip):
+    from mmmaskclip.models import MaskCLIP
+    with pytest.raises(ValueError, match='head.train_cfg'):
+        MaskCLIP(clip=tiny_clip, proposer=dict(type='GTMaskProposer'),
+                 train_cfg=dict(num_points=64))

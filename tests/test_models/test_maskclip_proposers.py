@@ -80,3 +80,29 @@ def test_detector_proposer_on_a_resized_semantic_sample(name):
         assert inside.any()
         assert not inside[:, 470:].any() and not inside[:, :, 630:].any()
     assert sample.metainfo['ori_shape'] == (47, 63)  # the caller's sample is untouched
+
+
+def test_detector_proposer_normalises_as_the_detector_does():
+    """The detector's own data_preprocessor decides its normalisation and
+    channel order (a detector with other statistics is not silently fed
+    ImageNet-normalised RGB)."""
+    from mmdet.structures import DetDataSample
+    from mmmaskclip.models import DetectorProposer
+    path, shrink = PROPOSERS['mask2former']
+    detector = Config.fromfile(osp.join(REPO, path)).model
+    shrink(detector)
+    detector.data_preprocessor.update(mean=[10.0, 20.0, 30.0], std=[2.0, 4.0, 8.0],
+                                      bgr_to_rgb=False)  # BGR statistics
+    proposer = DetectorProposer(detector=detector)
+    seen = []
+    extract = proposer.detector.extract_feat
+    proposer.detector.extract_feat = lambda x: seen.append(x) or extract(x)
+    images = torch.rand(1, 3, 64, 64) * 255  # MaskCLIP's batch: RGB
+    proposer(images, [DetDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64)))])
+    bgr = images.flip(1)
+    expected = (bgr - torch.tensor([10.0, 20.0, 30.0]).view(1, 3, 1, 1)) / torch.tensor(
+        [2.0, 4.0, 8.0]).view(1, 3, 1, 1)
+    torch.testing.assert_close(seen[0], expected)
+    del detector['data_preprocessor']
+    with pytest.raises(ValueError, match='data_preprocessor with mean and std'):
+        DetectorProposer(detector=detector)

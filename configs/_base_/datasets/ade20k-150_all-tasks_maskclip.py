@@ -40,3 +40,8 @@ val_evaluator = [
 test_evaluator = val_evaluator
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
+# post-processing of this benchmark (leaf configs: model = dict(post_processor=
+#     <the base's post_processor>)): all three outputs from one forward, the authors'
+# ADE20K thresholds
+post_processor = dict(object_mask_thr=0.3, overlap_thr=0.5, panoptic_on=True,
+                      instance_on=True, semantic_on=True, max_per_image=100)

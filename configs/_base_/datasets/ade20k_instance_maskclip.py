@@ -19,3 +19,6 @@ test_evaluator = val_evaluator
 # a test-only benchmark: the loops that go with the val/test dataloader and evaluator
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
+# post-processing of this benchmark (leaf configs: model = dict(post_processor=
+#     <the base's post_processor>)): instances only
+post_processor = dict(panoptic_on=False, semantic_on=False)

@@ -19,3 +19,6 @@ test_dataloader = val_dataloader
 # a test-only benchmark: the loops that go with the val/test dataloader and evaluator
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
+# post-processing of this benchmark (leaf configs: model = dict(post_processor=
+#     <the base's post_processor>)): the authors' ADE20K panoptic threshold, panoptic only
+post_processor = dict(object_mask_thr=0.3, instance_on=False, semantic_on=False)

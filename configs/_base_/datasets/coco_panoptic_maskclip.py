@@ -46,3 +46,6 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
+# post-processing of this benchmark (leaf configs: model = dict(post_processor=
+#     <the base's post_processor>)): all three outputs, the authors' COCO thresholds
+post_processor = dict(object_mask_thr=0.5, overlap_thr=0.5)

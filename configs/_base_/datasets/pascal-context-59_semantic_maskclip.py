@@ -19,8 +19,11 @@ val_dataloader = dict(
     dataset=dict(type='PascalContext59SegDataset', data_root=data_root,
                  return_classes=True, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='SemSegMetric', iou_metrics=['mIoU'])
+val_evaluator = dict(type='GTIgnoreSemSegMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 # a test-only benchmark: the loops that go with the val/test dataloader and evaluator
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
+# post-processing of this benchmark (leaf configs: model = dict(post_processor=
+#     <the base's post_processor>)): semantic only
+post_processor = dict(panoptic_on=False, instance_on=False)

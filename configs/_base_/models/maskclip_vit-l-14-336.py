@@ -52,8 +52,10 @@ model = dict(
     image_resize=dict(mode='bicubic', antialias=True),
     mask_antialias=True,
     image_pad_value=(123.675, 116.28, 103.53),
-    # Mask2Former's inference rules; the authors' COCO thresholds (the
-    # ADE20K dataset bases set object_mask_thr=0.3).
+    # Mask2Former's inference rules; the authors' COCO thresholds. Each
+    # dataset base holds its benchmark's settings in `post_processor` (ADE20K:
+    # object_mask_thr=0.3; which outputs; LVIS: 300 per image), which the
+    # benchmark configs apply: model = dict(post_processor=<the base's post_processor>).
     post_processor=dict(
         type='UniversalPostProcessor',
         panoptic_on=True,

@@ -10,10 +10,8 @@ _base_ = [
     '../../_base_/datasets/ade20k-150_all-tasks_maskclip.py'
 ]
 
-model = dict(
-    # the authors' ADE20K thresholds; all three outputs on
-    post_processor=dict(object_mask_thr=0.3, overlap_thr=0.5, panoptic_on=True,
-                        instance_on=True, semantic_on=True, max_per_image=100))
 # their names where mmdet's panoptic json spells them otherwise
 val_dataloader = dict(dataset=dict(text_map=dict(window='window ', airplane='plane')))
 test_dataloader = val_dataloader
+
+model = dict(post_processor={{_base_.post_processor}})

@@ -77,7 +77,8 @@ class MaskCLIP(BaseDetector):
         use_objectness (bool): multiply the class probabilities by the
             proposer's objectness (where it has one) at test time; off by
             default, as in the paper, where every score comes from CLIP.
-        train_cfg (dict, optional): unused (the head has its own).
+        train_cfg (dict, optional): refused: training settings (matching,
+            points) are ``head.train_cfg``.
         test_cfg (dict, optional): overrides of ``post_processor``
             (``panoptic_on``, ``instance_on``, ``semantic_on``,
             ``object_mask_thr``, ``overlap_thr``, ``max_per_image``).
@@ -107,6 +108,9 @@ class MaskCLIP(BaseDetector):
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if train_cfg:
+            raise ValueError('MaskCLIP takes its training settings in head.train_cfg '
+                             f'(matching, point sampling), not model.train_cfg={train_cfg}.')
         from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
         clip_model = build_clip_model(clip)
         visual = clip_model.visual
@@ -222,12 +226,6 @@ class MaskCLIP(BaseDetector):
             for key, value in self.post_processor(cls, mask, vocabulary.num_things,
                                                   obj).items():
                 setattr(sample, key, value)
-            if 'pred_sem_seg' in sample and 'gt_sem_seg' in sample:
-                # mmdet's SemSegMetric reads the ignore value from the prediction
-                # (255 if unset; ADE20K-847 and PASCAL Context 459 use 65535)
-                ignore = sample.gt_sem_seg.metainfo.get('ignore_index')
-                if ignore is not None:
-                    sample.pred_sem_seg.set_metainfo(dict(ignore_index=ignore))
         return batch_data_samples
 
     @staticmethod

@@ -37,10 +37,15 @@ class DetectorProposer(BaseProposer):
     Args:
         detector (dict | str): an mmdet detector's model config, or a config
             file whose ``model`` is used (``'mmdet::mask2former/...py'`` names
-            one shipped with mmdet); its ``data_preprocessor`` is ignored.
+            one shipped with mmdet). Its ``data_preprocessor`` says how the
+            detector normalises images (``mean``, ``std``, channel order,
+            applied here to the MaskCLIP batch); batching and padding are
+            MaskCLIP's.
         checkpoint (str, optional): detector weights (path or URL).
-        mean (Sequence[float]): the detector's normalisation mean (RGB, 0-255).
-        std (Sequence[float]): likewise, std.
+        mean (Sequence[float], optional): the normalisation mean (0-255, in
+            the detector's channel order), overriding its preprocessor's
+            (without a preprocessor, the detector is taken to read RGB).
+        std (Sequence[float], optional): likewise, std.
         num_proposals (int, optional): keep the top proposals by objectness.
         mask_logit (float): logit magnitude for binary masks. Default 4.
         init_cfg (dict or list[dict], optional): initialisation config.
@@ -49,19 +54,29 @@ class DetectorProposer(BaseProposer):
     def __init__(self,
                  detector: ConfigType,
                  checkpoint: Optional[str] = None,
-                 mean: Sequence[float] = (123.675, 116.28, 103.53),
-                 std: Sequence[float] = (58.395, 57.12, 57.375),
+                 mean: Optional[Sequence[float]] = None,
+                 std: Optional[Sequence[float]] = None,
                  num_proposals: Optional[int] = None,
                  mask_logit: float = 4.0,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         detector = dict(self.detector_model_cfg(detector))
-        detector.pop('data_preprocessor', None)
+        preprocessor = dict(detector.pop('data_preprocessor', None) or {})
         detector.pop('init_cfg', None)
+        mean = preprocessor.get('mean') if mean is None else mean
+        std = preprocessor.get('std') if std is None else std
+        if mean is None or std is None:
+            raise ValueError('DetectorProposer cannot tell how the detector normalises its '
+                             'input: its config has no data_preprocessor with mean and std; '
+                             'give mean=... and std=... (0-255).')
         self.detector = MODELS.build(detector)
         if checkpoint:
             self._load(checkpoint)
         self.num_proposals, self.mask_logit = num_proposals, mask_logit
+        # the batch is RGB; an mmdet detector whose preprocessor swaps no
+        # channels takes images as loaded, BGR (without a preprocessor: RGB)
+        self.rgb = bool(preprocessor.get('bgr_to_rgb') or preprocessor.get('rgb_to_bgr')
+                        ) if preprocessor else True
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.freeze()
@@ -137,7 +152,8 @@ class DetectorProposer(BaseProposer):
                                         scale_factor=(1.0, 1.0)))
             for s in batch_data_samples
         ]
-        x = fill_padding((images - self.mean) / self.std, batch_data_samples, 0.0)
+        x = images if self.rgb else images.flip(1)
+        x = fill_padding((x - self.mean) / self.std, batch_data_samples, 0.0)
         if hasattr(self.detector, 'panoptic_head'):
             proposals = self._query_masks(x, batch_data_samples)
         else:
