@@ -95,7 +95,6 @@ def test_perfect_prediction_is_matched_and_cheap(fmt, scale):
     for (props, gts), perm in zip(matches, PERMS):
         got = dict(zip(props.tolist(), gts.tolist()))
         assert got == {p: k for k, p in enumerate(perm)}
-    assert head.get_targets(cls_logits, masks, valid, insts)[0][0].tolist() == sorted(PERMS[0])
 
     torch.manual_seed(0)
     good = head.loss(cls_logits, [masks], valid, insts, [{}, {}])

@@ -174,14 +174,35 @@ def test_encoder_with_rma_layers(style, tiny_clip):
             assert not p_fast.requires_grad and p_fast.grad is None, name
 
 
+class CountingRMA(RelativeMaskAttention):
+    """Counts the chunk forwards (recomputations in the backward included)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.chunk_forwards = 0
+
+    def _forward_chunk(self, *args):
+        self.chunk_forwards += 1
+        return super()._forward_chunk(*args)
+
+
 @pytest.mark.parametrize('style', ['paper', 'official'])
-def test_activation_checkpointing_gives_same_gradients(style):
-    inputs = make_inputs(masks=7)
+@pytest.mark.parametrize('num_masks,chunks', [(7, 3), (2, 1)])
+def test_activation_checkpointing_recomputes_and_gives_same_gradients(style, num_masks,
+                                                                      chunks):
+    """with_cp recomputes every chunk in the backward pass (also when all
+    masks fit one chunk) and gives the plain gradients."""
+    inputs = make_inputs(masks=num_masks)
     grads = []
     for with_cp in (False, True):
-        layer = make_layer(style, chunk_size=3, with_cp=with_cp).train()
+        torch.manual_seed(0)
+        layer = CountingRMA(32, 4, (4, 4), style=style, chunk_size=3, with_cp=with_cp)
+        layer.init_weights()
+        layer = layer.double().train()
         out, masks = layer(inputs)
+        assert layer.chunk_forwards == chunks
         (out.square().sum() + masks.sigmoid().mean()).backward()
+        assert layer.chunk_forwards == chunks * (2 if with_cp else 1)
         grads.append([p.grad.clone() for p in layer.parameters()])
     for g_plain, g_cp in zip(*grads):
         torch.testing.assert_close(g_cp, g_plain, atol=1e-8, rtol=1e-6)

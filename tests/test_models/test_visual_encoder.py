@@ -206,7 +206,6 @@ def test_zero_masks(tiny_clip):
 @MODELS.register_module(force=True)
 class _FullImageRefiner(MaskTokenAttention):
     """Test layer: attends everything and replaces the masks by full masks."""
-    refines_masks = True
 
     def forward(self, inputs):
         out = torch.nn.functional.scaled_dot_product_attention(inputs.q_mask, inputs.k, inputs.v)

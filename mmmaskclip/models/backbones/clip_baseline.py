@@ -154,6 +154,5 @@ class CLIPBaselineEncoder(BaseModule):
                 chunk = index[start:start + self.chunk_size]
                 crops = self.masked_images(images[b], binary[b, chunk])
                 region_embeds[b, chunk] = F.normalize(self.clip_visual(crops), dim=-1)
-        image_embeds = F.normalize(self.clip_visual(self._resize(images)), dim=-1)
-        return RegionEncoderOutput(region_embeds=region_embeds, image_embeds=image_embeds,
+        return RegionEncoderOutput(region_embeds=region_embeds, image_embeds=None,
                                    valid=valid)

@@ -12,8 +12,9 @@ class RegionEncoderOutput:
     Attributes:
         region_embeds (Tensor): ``(B, M, E)`` L2-normalised embedding of each
             mask; zero rows where ``valid`` is False.
-        image_embeds (Tensor): ``(B, E)`` L2-normalised CLIP image embedding
-            (the class token).
+        image_embeds (Tensor, optional): ``(B, E)`` L2-normalised CLIP image
+            embedding (the class token), where the encoder has it for free
+            (MaskCLIP's CLIP stream; not the CLIP baseline).
         valid (Tensor): bool ``(B, M)``, False for padded mask slots.
         clip_tokens (Tensor, optional): ``(B, 1 + N, W)`` final CLIP tokens
             (class token and patches, before ``ln_post``), where the encoder
@@ -23,7 +24,7 @@ class RegionEncoderOutput:
             last is the final refinement); empty when no layer refines.
     """
     region_embeds: Tensor
-    image_embeds: Tensor
+    image_embeds: Optional[Tensor]
     valid: Tensor
     clip_tokens: Optional[Tensor] = None
     mask_logits: List[Tensor] = field(default_factory=list)

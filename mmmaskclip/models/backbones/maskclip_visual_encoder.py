@@ -147,7 +147,7 @@ class MaskCLIPVisualEncoder(BaseModule):
         x = torch.cat([cls, x], dim=1) + pos.to(x.dtype)
         return visual.ln_pre(x)
 
-    def head(self, tokens: Tensor) -> Tensor:
+    def project(self, tokens: Tensor) -> Tensor:
         """``ln_post`` and projection, L2-normalised: ``(..., W) -> (..., E)``."""
         visual = self.clip_visual
         x = visual.ln_post(tokens)
@@ -215,7 +215,7 @@ class MaskCLIPVisualEncoder(BaseModule):
                 refined.append(new_masks)
                 coverage = mask_patch_coverage(masks, self.patch_size)
         with torch.no_grad():
-            image_embeds = self.head(x_clip[:, 0])
-        region_embeds = self.head(x_mask) * valid[..., None].to(x_mask.dtype)
+            image_embeds = self.project(x_clip[:, 0])
+        region_embeds = self.project(x_mask) * valid[..., None].to(x_mask.dtype)
         return RegionEncoderOutput(region_embeds=region_embeds, image_embeds=image_embeds,
                                    valid=valid, clip_tokens=x_clip, mask_logits=refined)

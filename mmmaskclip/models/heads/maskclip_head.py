@@ -1,5 +1,6 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
-"""Training losses of MaskCLIP (paper §4.2; DESIGN.md §3 "Training", §4).
+"""Training losses of MaskCLIP (paper §4.2; the authors' settings in
+docs/reproduction.md).
 
 The head owns no parameters: the MaskCLIP detector computes the class logits
 (text similarities of the mask class tokens) and the refined masks of every
@@ -278,9 +279,6 @@ class MaskCLIPHead(BaseModule):
                            [gt.labels for gt in batch_gt_instances],
                            [self._gt_masks(gt, device) for gt in batch_gt_instances],
                            batch_img_metas, mask_size)
-
-    #: mmdet-style name of :meth:`match`.
-    get_targets = match
 
     # ------------------------------------------------------------------ losses
     def _loss_masks_single(self, mask_logits: Tensor, matches: List[MatchResult],

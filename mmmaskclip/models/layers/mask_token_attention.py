@@ -66,9 +66,6 @@ class MaskTokenAttention(BaseModule):
         init_cfg (dict or list[dict], optional): initialisation config.
     """
 
-    #: Whether this layer returns refined mask logits.
-    refines_masks = False
-
     def __init__(self,
                  embed_dims: int,
                  num_heads: int,

@@ -89,8 +89,6 @@ class RelativeMaskAttention(MaskTokenAttention):
         init_cfg (dict or list[dict], optional): initialisation config.
     """
 
-    refines_masks = True
-
     def __init__(self,
                  embed_dims: int,
                  num_heads: int,
@@ -113,7 +111,6 @@ class RelativeMaskAttention(MaskTokenAttention):
             raise ValueError(f'embed_dims {embed_dims} is not divisible by {num_heads} heads.')
         self.style, self.impl, self.chunk_size = style, impl, chunk_size
         self.with_cp = with_cp
-        self.refines_masks = refine_masks
         ph, pw = self.patch_size
         # f2: mask patch tokens, the architecture of CLIP's patch embedding.
         self.mask_patch_embed = nn.Conv2d(1, embed_dims, self.patch_size, self.patch_size)
@@ -288,6 +285,13 @@ class RelativeMaskAttention(MaskTokenAttention):
         k_patch = k[:, :, 1:].transpose(1, 2).reshape(b, -1, h * d)
         return out, mask_logits + self._refine_chunk(q_scaled, k_patch, grid)
 
+    def _run_chunk(self, *args) -> Tuple[Tensor, Optional[Tensor]]:
+        """:meth:`_forward_chunk`, recomputed in the backward pass instead of
+        storing its activations when ``with_cp`` applies (training, grad)."""
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            return checkpoint(self._forward_chunk, *args, use_reentrant=False)
+        return self._forward_chunk(*args)
+
     def forward(self, inputs: MaskTokenBlockInputs) -> Tuple[Tensor, Optional[Tensor]]:
         """Relative mask attention (Eq. 3-4) and refinement (Eq. 5).
 
@@ -307,10 +311,10 @@ class RelativeMaskAttention(MaskTokenAttention):
             terms, step = None, max(num, 1)
         else:
             terms, step = self.patch_terms(patch_tokens), self.chunk_size
-        if num <= step:
-            return self._forward_chunk(inputs.q_mask, inputs.k, inputs.v, inputs.mask_logits,
-                                       inputs.coverage, patch_tokens, terms, inputs.grid_size)
         grad = torch.is_grad_enabled()
+        if num <= step:
+            return self._run_chunk(inputs.q_mask, inputs.k, inputs.v, inputs.mask_logits,
+                                   inputs.coverage, patch_tokens, terms, inputs.grid_size)
         outs, masks = [], []
         if not grad:  # write chunks in place: no second copy of the masks
             outs = inputs.q_mask.new_empty(inputs.q_mask.shape)
@@ -320,10 +324,7 @@ class RelativeMaskAttention(MaskTokenAttention):
             sl = slice(start, start + step)
             args = (inputs.q_mask[:, :, sl], inputs.k, inputs.v, inputs.mask_logits[:, sl],
                     inputs.coverage[:, sl], patch_tokens, terms, inputs.grid_size)
-            if self.with_cp and self.training and grad:
-                out, refined = checkpoint(self._forward_chunk, *args, use_reentrant=False)
-            else:
-                out, refined = self._forward_chunk(*args)
+            out, refined = self._run_chunk(*args)
             if grad:
                 outs.append(out)
                 masks.append(refined)
