@@ -33,7 +33,7 @@ def test_config_parses_and_types_resolve(path):
     assert cfg.default_scope == 'mmdet'
     assert 'mmmaskclip' in cfg.custom_imports['imports']
     assert MODELS.get(cfg.model.type) is not None
-    for key in ('visual_encoder', 'region_encoder', 'text_encoder', 'proposer', 'head'):
+    for key in ('visual_encoder', 'text_encoder', 'proposer', 'head'):
         if cfg.model.get(key):
             assert MODELS.get(cfg.model[key]['type']) is not None, key
     from mmdet.registry import DATASETS, METRICS

@@ -19,7 +19,6 @@ picked up by themselves) only these change:
 Pipelines, evaluators, loops, hooks, thresholds and vocabularies stay as
 shipped. Test configs run ``Runner.test()`` and must report each
 evaluator's headline metric; recipes with a ``train_cfg`` train first.
-Mask-classification configs (no dataset) classify the demo scene's masks.
 """
 import glob
 import math
@@ -41,9 +40,6 @@ TINY_CLIP = dict(patch_size=14, image_size=56, layers=24)
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 EVALUATORS = ('val_evaluator', 'test_evaluator')
 EVALUATOR_PATH_KEYS = ('ann_file', 'seg_prefix')
-DEMO_IMAGE = osp.join(REPO, 'demo', 'scene.png')
-DEMO_MASKS = osp.join(REPO, 'demo', 'scene_masks.png')
-DEMO_VOCAB = ['sky', 'sun', 'grass', 'house', 'roof', 'door', 'tree']
 
 #: Configs that fail because of the config or the package (not this test):
 #: strict xfails, so that a fix shows up as XPASS.
@@ -232,19 +228,6 @@ def check_metrics(metrics: dict, evaluators) -> None:
 
 
 # ------------------------------------------------------------------ tests --
-def run_mask_classifier(relpath: str, clip_file: str) -> None:
-    """A model-only config: classify the demo scene's 7 masks."""
-    import numpy as np
-
-    from mmmaskclip.apis import classify_masks, init_mask_classifier
-    clip = dict(tiny_clip(clip_file), _delete_=True)
-    model = init_mask_classifier(osp.join(REPO, relpath), cfg_options={'model.clip': clip})
-    result = classify_masks(model, DEMO_IMAGE, DEMO_MASKS, DEMO_VOCAB)
-    assert result.probs.shape == (7, len(DEMO_VOCAB))
-    assert np.isfinite(result.probs).all()
-    np.testing.assert_allclose(result.probs.sum(axis=1), 1, rtol=1e-4)
-
-
 def run_benchmark(cfg: Config, relpath: str, clip_file: str, tmp_path) -> None:
     """Train (recipes) and test on the synthetic benchmark."""
     from mmengine.runner import Runner
@@ -266,13 +249,10 @@ def run_benchmark(cfg: Config, relpath: str, clip_file: str, tmp_path) -> None:
 @pytest.mark.parametrize('relpath', config_params())
 def test_shipped_config_runs(relpath, tiny_clip_file, tmp_path):
     cfg = Config.fromfile(osp.join(REPO, relpath))
-    if cfg.get('test_dataloader'):
-        run_benchmark(cfg, relpath, tiny_clip_file, tmp_path)
-    elif cfg.model.type == 'OpenVocabMaskClassifier':
-        run_mask_classifier(relpath, tiny_clip_file)
-    else:
-        pytest.fail(f'{relpath}: neither a test_dataloader nor a mask classifier; '
-                    'teach tests/test_shipped_configs.py how to run it')
+    if not cfg.get('test_dataloader'):
+        pytest.fail(f'{relpath}: no test_dataloader; teach tests/test_shipped_configs.py '
+                    'how to run it')
+    run_benchmark(cfg, relpath, tiny_clip_file, tmp_path)
 
 
 @pytest.mark.parametrize('relpath', leaf_configs(), ids=config_id)
@@ -280,9 +260,7 @@ def test_shipped_config_has_synthetic_benchmark(relpath):
     """Fast: the synthetic format and headline metrics of every benchmark
     config are known (what the slow test needs before it runs anything)."""
     cfg = Config.fromfile(osp.join(REPO, relpath))
-    if not cfg.get('test_dataloader'):
-        assert cfg.model.type == 'OpenVocabMaskClassifier', relpath
-        return
+    assert cfg.get('test_dataloader'), relpath
     benchmark_writer(cfg.test_dataloader.dataset, relpath)
     assert headline_keys(cfg.test_evaluator)
 

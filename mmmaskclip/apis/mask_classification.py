@@ -7,10 +7,11 @@ from typing import List, Optional, Sequence, Union
 import mmcv
 import numpy as np
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 
 from mmdet.registry import MODELS
+from .inference_pipeline import inference_pipeline
 
 ImageType = Union[str, np.ndarray]
 
@@ -24,38 +25,62 @@ class MaskClassification:
         labels (np.ndarray): ``(M,)`` index of the best class of each mask.
         scores (np.ndarray): ``(M,)`` probability of that class.
         class_names (list[str]): the vocabulary, in column order.
+        mask_logits (np.ndarray, optional): ``(M, H, W)`` final mask logits
+            at the image size (refined where the model has RMA layers).
     """
     probs: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
     class_names: List[str]
+    mask_logits: Optional[np.ndarray] = None
 
     def names(self) -> List[str]:
         """The predicted class name of each mask."""
         return [self.class_names[i] for i in self.labels]
 
 
-def init_mask_classifier(config: Union[str, Config],
+#: The default model: MaskCLIP w/o RMA (training-free) on ViT-L/14@336px.
+DEFAULT_CONFIG = 'mmmaskclip::maskclip/maskclip-wo-rma_vit-l-14-336_coco-panoptic-val.py'
+
+
+def init_mask_classifier(config: Union[str, Config] = DEFAULT_CONFIG,
                          device: str = 'cpu',
                          cfg_options: Optional[dict] = None) -> torch.nn.Module:
-    """Build a training-free mask classifier from a config file.
+    """A ``MaskCLIP`` that classifies the masks it is given.
+
+    Any MaskCLIP config works (its model, data preprocessor and test
+    pipeline are used): its proposer becomes ``GivenMaskProposer``, it has no
+    head, no void class (probabilities over exactly the vocabulary) and no
+    post-processing, and it reports ``pred_proposals``.
 
     Args:
-        config (str | Config): e.g.
-            ``configs/maskclip/maskclip-wo-rma_vit-l-14-336_mask-classification.py``.
+        config (str | Config): a MaskCLIP config; ``mmmaskclip::`` names one of
+            ours. Default: MaskCLIP w/o RMA (training-free); a CLIP-baseline
+            config gives the paper's Appendix A baseline, an RMA config with
+            ``load_from`` a trained model (refined masks included).
         device (str): ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
         cfg_options (dict, optional): overrides, as ``--cfg-options`` does
             (e.g. ``{'model.clip.pretrained': '/path/to/ViT-L-14-336px.pt'}``).
 
     Returns:
-        nn.Module: the model, in eval mode on ``device``.
+        nn.Module: the model in eval mode on ``device``, its config as ``cfg``.
     """
     import mmmaskclip  # noqa: F401  (registers the modules)
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    from mmmaskclip.utils import resolve_config_path
+    cfg = config if isinstance(config, Config) else Config.fromfile(
+        resolve_config_path(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    cfg.model.proposer = ConfigDict(type='GivenMaskProposer')  # replaced, not merged
+    cfg.model.update(head=None, void_class=None, output_proposals=True)
+    cfg.model.post_processor.update(panoptic_on=False, instance_on=False, semantic_on=False)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    return MODELS.build(cfg.model).to(device).eval()
+    model = MODELS.build(cfg.model)
+    if cfg.get('load_from'):
+        from mmengine.runner import load_checkpoint
+        load_checkpoint(model, cfg.load_from, map_location='cpu')
+    model.cfg = cfg
+    return model.to(device).eval()
 
 
 def load_image(image: ImageType) -> np.ndarray:
@@ -106,25 +131,35 @@ def classify_masks(model: torch.nn.Module, image: ImageType,
                    class_names: Sequence[str]) -> MaskClassification:
     """Classify the masks of one image against ``class_names``.
 
+    The image goes through the model's own test pipeline and data
+    preprocessor, exactly as ``tools/test.py`` and the inferencer feed it.
+
     Args:
         model (nn.Module): from :func:`init_mask_classifier`.
         image (str | np.ndarray): path, or RGB uint8 ``(H, W, 3)``.
-        masks (str | np.ndarray | Tensor): ``(M, H', W')`` masks (any
-            resolution; bool, 0/1 or logits) or a file, see
+        masks (str | np.ndarray | Tensor): ``(M, H', W')`` masks of the
+            whole image (any resolution; bool, 0/1 or logits) or a file, see
             :func:`load_masks`.
         class_names (Sequence[str]): the vocabulary; commas join synonyms.
 
     Returns:
-        MaskClassification: per-mask probabilities, labels and scores.
+        MaskClassification: per-mask probabilities, labels and scores, and
+        the final masks (refined where RMA is on).
     """
+    from mmengine.dataset import Compose, pseudo_collate
+    from mmengine.structures import InstanceData
     if isinstance(class_names, str):
         raise TypeError('class_names must be a list of names, not one string.')
     rgb = load_image(image)
     binary = load_masks(masks)
-    logits_in = torch.from_numpy(binary.astype(np.float32) * 2 - 1).to(model.device)
-    logits = model(model.preprocess(rgb), logits_in[None], list(class_names))[0]
-    probs = logits.float().softmax(dim=-1).cpu().numpy()
+    pipeline = Compose(inference_pipeline(model.cfg))
+    data = pipeline(dict(img=np.ascontiguousarray(rgb[..., ::-1]), img_id=0,
+                         text=list(class_names)))
+    data['data_samples'].proposals = InstanceData(masks=torch.from_numpy(binary))
+    pred = model.test_step(pseudo_collate([data]))[0].pred_proposals
+    probs = pred.probs.float().cpu().numpy()
     labels = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
     scores = probs[np.arange(len(probs)), labels] if len(probs) else np.zeros(0)
     return MaskClassification(probs=probs, labels=labels, scores=scores,
-                              class_names=list(class_names))
+                              class_names=list(class_names),
+                              mask_logits=pred.mask_logits.float().cpu().numpy())

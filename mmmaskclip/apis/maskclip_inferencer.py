@@ -8,13 +8,7 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 from mmdet.apis import DetInferencer
 from mmdet.visualization.palette import get_palette
-
-#: Transforms that read annotations: images to segment have none.
-ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadPanopticAnnotations', 'mmdet.LoadAnnotations',
-                      'mmdet.LoadPanopticAnnotations')
-#: What MaskCLIP reads from each sample, besides the image geometry.
-VOCABULARY_KEYS = ('text', 'stuff_text')
-
+from .inference_pipeline import inference_pipeline
 
 class MaskCLIPInferencer(DetInferencer):
     """Segment images for any vocabulary: proposals -> MaskCLIP -> semantic,
@@ -56,15 +50,9 @@ class MaskCLIPInferencer(DetInferencer):
 
     def _init_pipeline(self, cfg):
         """The config's test pipeline without annotation loading, packing the
-        vocabulary into each sample."""
+        vocabulary into each sample (mmdet swaps in its own image loader)."""
         cfg = copy.deepcopy(cfg)
-        pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
-                    if t['type'] not in ANNOTATION_LOADERS]
-        pack = pipeline[-1]
-        keys = tuple(pack.get('meta_keys', ('img_path', 'ori_shape', 'img_shape',
-                                            'scale_factor', 'flip', 'flip_direction')))
-        pack['meta_keys'] = keys + tuple(k for k in VOCABULARY_KEYS if k not in keys)
-        cfg.test_dataloader.dataset.pipeline = pipeline
+        cfg.test_dataloader.dataset.pipeline = inference_pipeline(cfg, loader=None)
         return super()._init_pipeline(cfg)
 
     def visualize(self, inputs, preds, **kwargs):

@@ -1,22 +1,21 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
-"""Training-free mask classification: model, API, configs and demo."""
+"""Mask classification: a thin API over MaskCLIP (given masks as proposals),
+its demo, and agreement with MaskCLIP run on a dataset as tools/test.py does."""
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
-from conftest import load_script, tiny_clip_cfg
+from conftest import REPO, load_script, tiny_clip_cfg
 from mmengine.config import Config
 from PIL import Image
 
-from mmdet.registry import MODELS
 from mmmaskclip.apis import (classify_masks, draw_mask_classification, init_mask_classifier,
                              load_masks)
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = {
-    'maskclip': osp.join(REPO, 'configs/maskclip/maskclip-wo-rma_vit-l-14-336_mask-classification.py'),
-    'baseline': osp.join(REPO, 'configs/maskclip/clip-baseline_vit-l-14-336_mask-classification.py'),
+    'maskclip': osp.join(REPO, 'configs/maskclip/maskclip-wo-rma_vit-l-14-336_coco-panoptic-val.py'),
+    'baseline': osp.join(REPO, 'configs/maskclip/clip-baseline_vit-l-14-336_coco-panoptic-val.py'),
 }
 VOCAB = ['cat', 'dog, puppy', 'red car']
 
@@ -26,39 +25,14 @@ def tiny_options(tmp_path, clip):
     path = str(tmp_path / 'tiny_clip.pt')
     torch.save(clip.state_dict(), path)
     return {'model.clip': dict(_delete_=True, model_cfg=tiny_clip_cfg(), pretrained=path),
-            'model.input_size': (64, 64)}
+            'model.encoder_input_size': (64, 64)}
 
 
-@pytest.mark.parametrize('variant', ['maskclip', 'baseline'])
-def test_full_mask_logits_equal_clip_zero_shot(variant, tiny_clip, tmp_path):
-    """A whole-image mask is classified exactly as CLIP zero-shot classifies
-    the image: logits = 100 * cos(encode_image, encode_text)."""
-    model = init_mask_classifier(CONFIGS[variant], cfg_options=tiny_options(tmp_path, tiny_clip))
-    images = torch.randn(2, 3, 64, 64)
-    logits = model(images, torch.ones(2, 1, 64, 64), ['cat', 'dog'])
-    import open_clip
-    tokens = open_clip.SimpleTokenizer()(['cat', 'dog'])
-    ref = 100 * tiny_clip.encode_image(images, normalize=True) @ tiny_clip.encode_text(
-        tokens, normalize=True).t()
-    torch.testing.assert_close(logits[:, 0], ref, atol=1e-3, rtol=1e-5)
-
-
-def test_configs_are_registered():
-    for path in CONFIGS.values():
-        cfg = Config.fromfile(path)
-        assert cfg.default_scope == 'mmdet'
-        assert cfg.custom_imports['imports'] == ['mmmaskclip']
-        for key in ('region_encoder', 'text_encoder'):
-            assert MODELS.get(cfg.model[key]['type']) is not None
-        assert cfg.model.clip.name == 'ViT-L-14-336' and cfg.model.clip.pretrained == 'openai'
-    assert Config.fromfile(CONFIGS['baseline']).model.region_encoder.type == 'CLIPBaselineEncoder'
-
-
-def write_scene(tmp_path):
-    image = np.zeros((48, 80, 3), dtype=np.uint8)
+def write_scene(tmp_path, height=48):
+    image = np.zeros((height, 80, 3), dtype=np.uint8)
     image[:, :40] = (200, 30, 30)
     image[:, 40:] = (30, 30, 200)
-    label = np.zeros((48, 80), dtype=np.uint8)
+    label = np.zeros((height, 80), dtype=np.uint8)
     label[:, :40] = 3
     label[10:30, 50:70] = 9
     Image.fromarray(image).save(tmp_path / 'img.png')
@@ -66,14 +40,43 @@ def write_scene(tmp_path):
     return str(tmp_path / 'img.png'), str(tmp_path / 'label.png'), label
 
 
+@pytest.mark.parametrize('variant', ['maskclip', 'baseline'])
+def test_full_mask_equals_clip_zero_shot(variant, tiny_clip, tmp_path):
+    """A whole-image mask is classified as CLIP zero-shot classifies the
+    image the model sees: softmax(100 * cos(encode_image, encode_text))."""
+    import open_clip
+    from mmengine.dataset import Compose, pseudo_collate
+
+    from mmmaskclip.apis.inference_pipeline import inference_pipeline
+    model = init_mask_classifier(CONFIGS[variant], cfg_options=tiny_options(tmp_path, tiny_clip))
+    # 50 x 80 -> 800 x 1280 (the config's Resize): no padding to 32
+    img_path, _, _ = write_scene(tmp_path, height=50)
+    result = classify_masks(model, img_path, np.ones((1, 50, 80), bool), ['cat', 'dog'])
+    # what the model sees: the config's pipeline, preprocessor and padding
+    data = Compose(inference_pipeline(model.cfg))(dict(img_path=img_path, img_id=0))
+    batch = model.data_preprocessor(pseudo_collate([data]))
+    assert batch['inputs'].shape[-2:] == (800, 1280)
+    inputs = batch['inputs']
+    tokens = open_clip.SimpleTokenizer()(['cat', 'dog'])
+    with torch.no_grad():
+        ref = (100 * tiny_clip.encode_image(model.clip_images(inputs), normalize=True)
+               @ tiny_clip.encode_text(tokens, normalize=True).t()).softmax(-1)
+    np.testing.assert_allclose(result.probs, ref.numpy(), atol=1e-5)
+
+
 def test_classify_masks_and_draw(tiny_clip, tmp_path):
     img_path, label_path, label = write_scene(tmp_path)
-    model = init_mask_classifier(CONFIGS['maskclip'], cfg_options=tiny_options(tmp_path, tiny_clip))
+    model = init_mask_classifier(CONFIGS['maskclip'],
+                                 cfg_options=tiny_options(tmp_path, tiny_clip))
+    assert type(model).__name__ == 'MaskCLIP' and model.proposer.__class__.__name__ == \
+        'GivenMaskProposer'
     result = classify_masks(model, img_path, label_path, VOCAB)
     assert result.probs.shape == (2, 3)
     np.testing.assert_allclose(result.probs.sum(1), 1, rtol=1e-5)
     assert list(result.labels) == list(result.probs.argmax(1))
     assert result.names() == [VOCAB[i] for i in result.labels]
+    assert result.mask_logits.shape == (2, 48, 80)
+    assert np.array_equal(result.mask_logits > 0, load_masks(label_path))
     # the same masks given as an array at another resolution give the same result
     small = np.stack([label == 3, label == 9])[:, ::2, ::2]
     again = classify_masks(model, np.asarray(Image.open(img_path)), small, VOCAB)
@@ -85,6 +88,33 @@ def test_classify_masks_and_draw(tiny_clip, tmp_path):
     assert (drawn != np.asarray(Image.open(img_path))).any()
     with pytest.raises(TypeError, match='list of names'):
         classify_masks(model, img_path, label_path, 'cat')
+
+
+def test_same_probabilities_as_maskclip_on_a_dataset(tiny_clip, tmp_path):
+    """classify_masks equals MaskCLIP.predict run as tools/test.py runs it:
+    the config's dataset pipeline, data preprocessor and test_step, with the
+    masks as the sample's given proposals."""
+    from mmengine.dataset import pseudo_collate
+    from mmengine.structures import InstanceData
+    from synthetic_coco import write_coco_panoptic
+
+    from mmdet.registry import DATASETS
+    data = write_coco_panoptic(str(tmp_path / 'coco'), num_images=1, image_size=(48, 80),
+                               split='val2017')
+    model = init_mask_classifier(CONFIGS['maskclip'],
+                                 cfg_options=tiny_options(tmp_path, tiny_clip))
+    dataset_cfg = Config.fromfile(CONFIGS['maskclip']).test_dataloader.dataset
+    dataset_cfg.update(data_root=data['data_root'], ann_file=data['ann_file'],
+                       data_prefix=data['data_prefix'], metainfo=data['metainfo'],
+                       test_mode=True)
+    sample = DATASETS.build(dataset_cfg)[0]
+    image = sample['data_samples'].img_path
+    masks = np.stack([np.ones((48, 80), bool), np.eye(48, 80, dtype=bool)])
+    sample['data_samples'].set_metainfo(dict(text=VOCAB, stuff_text=[]))
+    sample['data_samples'].proposals = InstanceData(masks=torch.from_numpy(masks))
+    pred = model.test_step(pseudo_collate([sample]))[0].pred_proposals
+    result = classify_masks(model, image, masks, VOCAB)
+    np.testing.assert_array_equal(result.probs, pred.probs.numpy())
 
 
 def test_load_masks_formats(tmp_path):
@@ -115,7 +145,7 @@ def test_demo_script(tiny_clip, tmp_path, capsys):
     cfg = tmp_path / 'tiny.py'
     cfg.write_text(f"_base_ = ['{CONFIGS['maskclip']}']\n"
                    f'model = dict(clip=dict(_delete_=True, model_cfg={tiny_clip_cfg()!r}, '
-                   f"pretrained={path!r}), input_size=(64, 64))\n")
+                   f"pretrained={path!r}), encoder_input_size=(64, 64))\n")
     out = tmp_path / 'out.png'
     assert demo.main([img_path, label_path, '--vocab', 'cat', 'dog', '--config', str(cfg),
                       '--out', str(out)]) == 0

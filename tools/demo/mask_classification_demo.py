@@ -16,9 +16,8 @@ import sys
 
 from mmengine.config import DictAction
 
-DEFAULT_CONFIG = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs', 'maskclip',
-    'maskclip-wo-rma_vit-l-14-336_mask-classification.py')
+#: MaskCLIP w/o RMA (training-free); any MaskCLIP config works.
+DEFAULT_CONFIG = 'mmmaskclip::maskclip/maskclip-wo-rma_vit-l-14-336_coco-panoptic-val.py'
 
 
 def parse_args(argv=None):
@@ -28,7 +27,8 @@ def parse_args(argv=None):
     parser.add_argument('--vocab', nargs='+', required=True,
                         help='class names; commas inside one name join synonyms')
     parser.add_argument('--config', default=DEFAULT_CONFIG,
-                        help='mask-classification config (MaskCLIP w/o RMA or CLIP baseline)')
+                        help='a MaskCLIP config (default: MaskCLIP w/o RMA; a CLIP-baseline '
+                        'config for the paper\'s baseline; mmmaskclip:: names one of ours)')
     parser.add_argument('--clip-weights', default=None,
                         help='CLIP weights: local file, open_clip tag or URL (overrides config)')
     parser.add_argument('--random-weights', action='store_true',

@@ -77,6 +77,11 @@ class MaskCLIP(BaseDetector):
         use_objectness (bool): multiply the class probabilities by the
             proposer's objectness (where it has one) at test time; off by
             default, as in the paper, where every score comes from CLIP.
+        output_proposals (bool): also give each sample ``pred_proposals``:
+            the ``probs`` ``(M, C)`` of its valid proposals over the
+            vocabulary (void column dropped) and their final ``mask_logits``
+            ``(M, H, W)`` at the output size (refined where RMA is on). The
+            mask-classification API reads them. Default False.
         train_cfg (dict, optional): refused: training settings (matching,
             points) are ``head.train_cfg``.
         test_cfg (dict, optional): overrides of ``post_processor``
@@ -103,6 +108,7 @@ class MaskCLIP(BaseDetector):
                  mask_antialias: bool = True,
                  image_pad_value: Optional[Sequence[float]] = IMAGENET_MEAN,
                  use_objectness: bool = False,
+                 output_proposals: bool = False,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
@@ -134,6 +140,7 @@ class MaskCLIP(BaseDetector):
             'image_pad_value', None if image_pad_value is None else torch.tensor(
                 image_pad_value, dtype=torch.float32), False)
         self.use_objectness = use_objectness
+        self.output_proposals = output_proposals
         self._register_state_dict_hook(_drop_frozen_state)
         self._register_load_state_dict_pre_hook(_fill_frozen_state, with_module=True)
 
@@ -226,6 +233,10 @@ class MaskCLIP(BaseDetector):
             for key, value in self.post_processor(cls, mask, vocabulary.num_things,
                                                   obj).items():
                 setattr(sample, key, value)
+            if self.output_proposals:
+                valid = regions.valid[b]
+                sample.pred_proposals = InstanceData(
+                    probs=cls[valid].softmax(-1)[:, :-1], mask_logits=mask[valid])
         return batch_data_samples
 
     @staticmethod

@@ -36,6 +36,8 @@ DEFAULT_TRAIN_CFG = dict(
 
 #: Per-image match: (matched proposal indices, their GT indices), both (P,).
 MatchResult = Tuple[Tensor, Tensor]
+
+
 def _zero_loss(x: Tensor) -> Tensor:
     """A zero scalar connected to ``x``'s graph.
 
@@ -71,14 +73,11 @@ class MaskCLIPHead(BaseModule):
       class loss. Normalised by the sum of the weights (a weighted mean, as
       ``F.cross_entropy(..., weight)`` in the authors' and detectron2's
       Mask2Former).
-    - **Mask losses** ``loss_mask`` (BCE) and ``loss_dice`` on matched pairs,
-      on masks that may have a lower resolution than the padded batch they
-      cover (``mask_size``): points are read as if the masks were bilinearly
-      resized to it, without materialising that (:func:`sample_points`);
-      on ``num_points`` points per pair chosen by importance sampling
-      (``oversample_ratio``, ``importance_sample_ratio``, uncertainty
-      ``-|logit|``) as Mask2Former's ``_loss_by_feat_single`` does; BCE is
-      averaged over points.
+    - **Mask losses** ``loss_mask`` (BCE, averaged over points) and
+      ``loss_dice`` on matched pairs, on ``num_points`` points per pair
+      chosen by Mask2Former's importance sampling; masks of a lower
+      resolution than the batch they cover (``mask_size``) are read as if
+      bilinearly resized to it (:func:`sample_points`).
     - **Auxiliary** ``d{i}.loss_mask`` / ``d{i}.loss_dice`` for
       ``i = 0 .. L-2``: the same mask losses on each earlier RMA layer's
       (true intermediate) masks, with the final layer's assignment.

@@ -1,10 +1,11 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 from .base_proposer import BaseProposer, MaskProposals
 from .detector_proposer import DetectorProposer, ProposerWeightsNotFoundError
+from .given_proposer import GivenMaskProposer
 from .gt_proposer import GTMaskProposer
 from .precomputed import PrecomputedProposer
 
 __all__ = [
-    'BaseProposer', 'MaskProposals', 'DetectorProposer', 'GTMaskProposer',
+    'BaseProposer', 'MaskProposals', 'DetectorProposer', 'GivenMaskProposer', 'GTMaskProposer',
     'ProposerWeightsNotFoundError', 'PrecomputedProposer'
 ]

@@ -1,0 +1,33 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""The test pipeline of a config, for images that come without annotations."""
+import copy
+from typing import List
+
+from mmengine.config import Config
+
+#: Transforms that read annotations: images to segment have none.
+ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadPanopticAnnotations', 'mmdet.LoadAnnotations',
+                      'mmdet.LoadPanopticAnnotations', 'SetSegMapPath')
+#: What MaskCLIP reads from each sample, besides the image geometry.
+VOCABULARY_KEYS = ('text', 'stuff_text')
+#: mmdet's default meta keys of ``PackDetInputs``.
+DEFAULT_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
+                     'flip_direction')
+
+
+def inference_pipeline(cfg: Config, loader: str = 'mmdet.InferencerLoader') -> List[dict]:
+    """``cfg``'s test pipeline without annotation loading, its image loading
+    by ``loader`` (paths or arrays, as mmdet's inferencer does; None keeps
+    it), packing the vocabulary into each sample.
+
+    Returns:
+        list[dict]: the transform configs.
+    """
+    pipeline = [copy.deepcopy(t) for t in cfg.test_dataloader.dataset.pipeline
+                if t['type'] not in ANNOTATION_LOADERS]
+    if loader is not None and 'LoadImage' in pipeline[0]['type']:
+        pipeline[0] = dict(type=loader)
+    pack = pipeline[-1]
+    keys = tuple(pack.get('meta_keys', DEFAULT_META_KEYS))
+    pack['meta_keys'] = keys + tuple(k for k in VOCABULARY_KEYS if k not in keys)
+    return pipeline
