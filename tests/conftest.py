@@ -1,5 +1,6 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """Shared fixtures: tiny open_clip models with random weights (no network)."""
+import contextlib
 import importlib.util
 import os.path as osp
 
@@ -55,3 +56,16 @@ def load_script(relpath: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def registered(registry, *classes):
+    """Register ``classes`` in ``registry`` for the block only: no test leaves
+    state in the global registries."""
+    for cls in classes:
+        registry.register_module(module=cls)
+    try:
+        yield
+    finally:
+        for cls in classes:
+            registry._module_dict.pop(cls.__name__, None)

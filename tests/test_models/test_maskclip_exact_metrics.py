@@ -9,27 +9,9 @@ import torch
 from conftest import make_tiny_clip
 from mmengine.runner import Runner
 from synthetic_coco import write_coco_panoptic
-from tiny_maskclip import tiny_maskclip_cfg
+from tiny_maskclip import exact_classification, tiny_maskclip_cfg
 
 import mmmaskclip  # noqa: F401
-
-
-def exact_classification(model, wrong=None):
-    """Class logits from the ground truth; ``wrong=(img_id, k, label)`` gives
-    segment ``k`` of that image another label."""
-    encode = model.encode
-
-    def oracle(batch_inputs, samples, names, gt=None):
-        proposals, regions, cls = encode(batch_inputs, samples, names, gt)
-        exact = torch.full_like(cls, -1e4)
-        for b, seg in enumerate(model.gt_segments(samples)):
-            labels = seg.labels.clone()
-            if wrong is not None and samples[b].img_id == wrong[0]:
-                labels[wrong[1]] = wrong[2]
-            exact[b, torch.arange(len(labels)), labels] = 10.0
-        return proposals, regions, exact
-
-    model.encode = oracle
 
 
 @pytest.fixture(scope='module')

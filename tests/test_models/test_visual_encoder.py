@@ -3,7 +3,7 @@
 import open_clip
 import pytest
 import torch
-from conftest import tiny_clip_cfg
+from conftest import registered, tiny_clip_cfg
 from open_clip.model import resize_pos_embed
 
 from mmdet.registry import MODELS
@@ -203,7 +203,6 @@ def test_zero_masks(tiny_clip):
     assert out.region_embeds.shape == (2, 0, tiny_clip.visual.output_dim)
 
 
-@MODELS.register_module(force=True)
 class _FullImageRefiner(MaskTokenAttention):
     """Test layer: attends everything and replaces the masks by full masks."""
 
@@ -216,7 +215,9 @@ def test_mask_attention_hook(tiny_clip):
     """A layer in the hook sees every block, and its refined masks drive all
     later blocks: attending everything from block 0 on gives CLIP's own
     embedding whatever the input masks were."""
-    enc = encoder(tiny_clip, mask_attention_overrides={0: dict(type='_FullImageRefiner')})
+    with registered(MODELS, _FullImageRefiner):
+        enc = encoder(tiny_clip, mask_attention_overrides={0: dict(type='_FullImageRefiner')})
+    assert MODELS.get('_FullImageRefiner') is None
     images = torch.randn(1, 3, 64, 64)
     out = enc(images, torch.full((1, 2, 64, 64), -1.0))
     torch.testing.assert_close(out.region_embeds[:, 0], tiny_clip.encode_image(

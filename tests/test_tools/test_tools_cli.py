@@ -1,12 +1,12 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """Command lines of ``tools/train.py`` and ``tools/test.py``."""
-import importlib.util
 import os.path as osp
 import pickle
 import subprocess
 import sys
 
 import pytest
+from conftest import load_script
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = {
@@ -34,26 +34,14 @@ tta_pipeline = [dict(type='TestTimeAug', transforms=[])]
 """
 
 
-def _load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module (the tools are no package)."""
-    module_name = f'_mmmaskclip_tools_{name}'
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name,
-                                                      TOOLS[name])
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[module_name] = module
-    return sys.modules[module_name]
-
-
 @pytest.fixture(scope='module')
 def train_tool():
-    return _load_tool('train')
+    return load_script('tools/train.py')
 
 
 @pytest.fixture(scope='module')
 def test_tool():
-    return _load_tool('test')
+    return load_script('tools/test.py')
 
 
 @pytest.fixture
