@@ -1,7 +1,7 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """What every proposal source returns, and the frozen-module base class."""
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 from mmengine.model import BaseModule
@@ -9,7 +9,8 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet.structures import SampleList
-from ..utils import Vocabulary
+from ..geometry import to_batch_geometry
+from ..utils import Vocabulary, stack_mask_logits
 
 
 @dataclass
@@ -26,6 +27,19 @@ class MaskProposals:
     mask_logits: Tensor
     valid: Tensor
     objectness: Optional[Tensor] = None
+
+    @classmethod
+    def from_original(cls, per_image: Sequence[Tensor], batch_data_samples: SampleList,
+                      batch_size: Sequence[int],
+                      scores: Optional[Sequence[Optional[Tensor]]] = None
+                      ) -> 'MaskProposals':
+        """Proposals from masks of the original images: each image's
+        ``(M_i, h, w)`` logits follow its pipeline as the image did (resized,
+        flipped, padded to the batch ``batch_size``), then form one batch."""
+        logits = [to_batch_geometry(masks, sample.metainfo, tuple(batch_size))
+                  for masks, sample in zip(per_image, batch_data_samples)]
+        logits, valid, objectness = stack_mask_logits(logits, scores=scores)
+        return cls(mask_logits=logits, valid=valid, objectness=objectness)
 
 
 class BaseProposer(BaseModule):

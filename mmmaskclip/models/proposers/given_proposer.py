@@ -7,8 +7,7 @@ from torch import Tensor
 
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
-from ..geometry import to_batch_geometry
-from ..utils import Vocabulary, as_mask_logits, stack_mask_logits
+from ..utils import Vocabulary, as_mask_logits
 from .base_proposer import BaseProposer, MaskProposals
 
 
@@ -26,14 +25,11 @@ class GivenMaskProposer(BaseProposer):
     def propose(self, images: Tensor, batch_data_samples: SampleList,
                 vocabulary: Optional[Vocabulary] = None,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
-        batch_size = tuple(images.shape[-2:])
         per_image = []
         for sample in batch_data_samples:
             masks = sample.get('proposals', InstanceData()).get('masks')
             if masks is None:
                 raise ValueError('GivenMaskProposer needs the masks of each image in '
                                  'sample.proposals.masks (classify_masks puts them there).')
-            logits = as_mask_logits(masks.to(images.device)).float()
-            per_image.append(to_batch_geometry(logits, sample.metainfo, batch_size))
-        logits, valid, _ = stack_mask_logits(per_image)
-        return MaskProposals(mask_logits=logits, valid=valid)
+            per_image.append(as_mask_logits(masks.to(images.device)).float())
+        return MaskProposals.from_original(per_image, batch_data_samples, images.shape[-2:])

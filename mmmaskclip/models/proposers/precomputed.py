@@ -38,8 +38,8 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import OptMultiConfig
-from ..geometry import _shape2, to_batch_geometry
-from ..utils import Vocabulary, stack_mask_logits
+from ..geometry import _shape2
+from ..utils import Vocabulary
 from .base_proposer import BaseProposer, MaskProposals
 
 FORMAT_NAME = 'mmmaskclip-proposals'
@@ -250,12 +250,10 @@ class PrecomputedProposer(BaseProposer):
     def propose(self, images: Tensor, batch_data_samples: SampleList,
                 vocabulary: Optional[Vocabulary] = None,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
-        batch_size = _shape2(images.shape[-2:])
         logits, scores = [], []
         for sample in batch_data_samples:
             masks, objectness = self.load(sample.metainfo)
-            logits.append(to_batch_geometry(masks.to(images.device), sample.metainfo,
-                                            batch_size))
+            logits.append(masks.to(images.device))
             scores.append(objectness)
-        out, valid, objectness = stack_mask_logits(logits, scores=scores)
-        return MaskProposals(mask_logits=out, valid=valid, objectness=objectness)
+        return MaskProposals.from_original(logits, batch_data_samples, images.shape[-2:],
+                                           scores)
