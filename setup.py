@@ -10,7 +10,6 @@ import os.path as osp
 import shutil
 import sys
 import warnings
-
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -87,9 +86,7 @@ if __name__ == '__main__':
         package_data={'mmmaskclip': ['.mim/**/*', '.mim/*']},
         python_requires='>=3.8',
         install_requires=parse_requirements('runtime'),
-        extras_require=dict(
-            tests=parse_requirements('tests'),
-            mim=parse_requirements('mminstall')),
+        extras_require=dict(tests=parse_requirements('tests'), mim=parse_requirements('mminstall')),
         classifiers=[
             'Programming Language :: Python :: 3',
             'Topic :: Scientific/Engineering :: Artificial Intelligence',

@@ -10,13 +10,17 @@ import torch
 TEXT_CFG = dict(context_length=77, vocab_size=49408, width=64, heads=4, layers=2)
 
 
-def tiny_clip_cfg(patch_size: int = 16, image_size: int = 64, layers: int = 3,
-                  width: int = 64, embed_dim: int = 32) -> dict:
+def tiny_clip_cfg(patch_size: int = 16,
+                  image_size: int = 64,
+                  layers: int = 3,
+                  width: int = 64,
+                  embed_dim: int = 32) -> dict:
     """``open_clip.CLIP`` kwargs of a tiny ViT CLIP (random weights)."""
     return dict(
         embed_dim=embed_dim,
-        vision_cfg=dict(image_size=image_size, layers=layers, width=width,
-                        patch_size=patch_size, head_width=16),
+        vision_cfg=dict(
+            image_size=image_size, layers=layers, width=width, patch_size=patch_size,
+            head_width=16),
         text_cfg=dict(TEXT_CFG))
 
 

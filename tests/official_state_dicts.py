@@ -70,8 +70,12 @@ def resnet_keys(b: _Builder, stem: int = 64, blocks: Sequence[int] = (3, 4, 6, 3
         in_ch = out
 
 
-def pixel_decoder_keys(b: _Builder, res_channels: Sequence[int], dim: int = 256,
-                       enc_layers: int = 6, heads: int = 8, points: int = 4,
+def pixel_decoder_keys(b: _Builder,
+                       res_channels: Sequence[int],
+                       dim: int = 256,
+                       enc_layers: int = 6,
+                       heads: int = 8,
+                       points: int = 4,
                        ffn: int = 1024) -> None:
     """Mask2Former ``MSDeformAttnPixelDecoder`` over res2..res5 (channels
     ``res_channels``), the encoder on res3..res5 (``input_proj`` ordered res5, res4, res3)."""
@@ -100,8 +104,12 @@ def pixel_decoder_keys(b: _Builder, res_channels: Sequence[int], dim: int = 256,
     b.norm(f'{p}layer_1.norm', dim)
 
 
-def predictor_keys(b: _Builder, dim: int = 256, layers: int = 9, queries: int = 100,
-                   ffn: int = 2048, levels: int = 3) -> None:
+def predictor_keys(b: _Builder,
+                   dim: int = 256,
+                   layers: int = 9,
+                   queries: int = 100,
+                   ffn: int = 2048,
+                   levels: int = 3) -> None:
     """``MultiScaleMaskedTransformerDecoder`` without ``class_embed`` (the authors')."""
     p = 'sem_seg_head.predictor.'
     for i in range(layers):
@@ -123,9 +131,13 @@ def predictor_keys(b: _Builder, dim: int = 256, layers: int = 9, queries: int = 
         b.weight(f'{p}mask_embed.layers.{i}', dim, dim)
 
 
-def official_proposer_state_dict(seed: int = 0, dtype: torch.dtype = torch.float32,
-                                 stem: int = 64, dim: int = 256, enc_layers: int = 6,
-                                 dec_layers: int = 9, queries: int = 100,
+def official_proposer_state_dict(seed: int = 0,
+                                 dtype: torch.dtype = torch.float32,
+                                 stem: int = 64,
+                                 dim: int = 256,
+                                 enc_layers: int = 6,
+                                 dec_layers: int = 9,
+                                 queries: int = 100,
                                  blocks: Sequence[int] = (3, 4, 6, 3),
                                  empty_weight: Optional[int] = 134) -> Dict[str, Tensor]:
     """The proposer part of ``model_final.pth`` (= ``mask_proposal_network.pth``).
@@ -136,15 +148,15 @@ def official_proposer_state_dict(seed: int = 0, dtype: torch.dtype = torch.float
     """
     b = _Builder(seed, dtype)
     resnet_keys(b, stem, blocks)
-    pixel_decoder_keys(b, [4 * stem * 2**i for i in range(4)], dim, enc_layers,
-                       ffn=4 * dim)
+    pixel_decoder_keys(b, [4 * stem * 2**i for i in range(4)], dim, enc_layers, ffn=4 * dim)
     predictor_keys(b, dim, dec_layers, queries, ffn=8 * dim)
     if empty_weight:
         b.sd['criterion.empty_weight'] = torch.ones(empty_weight, dtype=dtype)
     return b.sd
 
 
-def official_maskclip_state_dict(clip_visual: Dict[str, Tensor], seed: int = 0,
+def official_maskclip_state_dict(clip_visual: Dict[str, Tensor],
+                                 seed: int = 0,
                                  blocks: Sequence[int] = RMA_BLOCKS) -> Dict[str, Tensor]:
     """``maskclip.visual.*`` of ``model_final.pth``: the CLIP tensors (copied from
     ``clip_visual``, an OpenAI-named visual state dict) plus random RMA parameters.

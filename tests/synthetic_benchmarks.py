@@ -37,9 +37,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
-
 from conftest import load_script
+from pycocotools import mask as mask_utils
 from synthetic_coco import _id2rgb, _mask_bbox, write_coco_panoptic
 
 #: ``(height, width)`` of the two images of every benchmark.
@@ -75,8 +74,10 @@ class Scene:
 
     def labelled(self, things: Optional[bool] = None) -> List[Segment]:
         """The labelled segments, optionally only things (True) or stuff."""
-        return [s for s in self.segments if s.label is not None and
-                (things is None or s.isthing == things)]
+        return [
+            s for s in self.segments
+            if s.label is not None and (things is None or s.isthing == things)
+        ]
 
 
 # ------------------------------------------------------------------ scenes --
@@ -141,7 +142,10 @@ def label_map(scene: Scene, dtype, ignore: int, offset: int = 0) -> np.ndarray:
     return out
 
 
-def write_label_maps(seg_dir: str, scenes: Sequence[Scene], dtype, ignore: int,
+def write_label_maps(seg_dir: str,
+                     scenes: Sequence[Scene],
+                     dtype,
+                     ignore: int,
                      offset: int = 0) -> None:
     """PNG label maps (uint8 or uint16, kept by ``cv2.IMREAD_UNCHANGED``)."""
     os.makedirs(seg_dir, exist_ok=True)
@@ -171,9 +175,12 @@ def polygon(mask: np.ndarray) -> List[List[float]]:
     return [[x, y, x + w, y, x + w, y + h, x, y + h]]
 
 
-def instance_annotations(scenes: Sequence[Scene], image_ids: Sequence,
-                         category_ids: Sequence[int], first_id: int = 1,
-                         as_polygon: bool = False, **extra) -> List[dict]:
+def instance_annotations(scenes: Sequence[Scene],
+                         image_ids: Sequence,
+                         category_ids: Sequence[int],
+                         first_id: int = 1,
+                         as_polygon: bool = False,
+                         **extra) -> List[dict]:
     """COCO instance annotations of the scenes' things.
 
     Args:
@@ -190,28 +197,38 @@ def instance_annotations(scenes: Sequence[Scene], image_ids: Sequence,
     anns = []
     for scene, image_id in zip(scenes, image_ids):
         for segment in scene.labelled(things=True):
-            anns.append(dict(
-                id=first_id + len(anns), image_id=image_id,
-                category_id=category_ids[segment.label],
-                segmentation=polygon(segment.mask) if as_polygon else rle(segment.mask),
-                area=int(segment.mask.sum()), bbox=_mask_bbox(segment.mask), **extra))
+            anns.append(
+                dict(
+                    id=first_id + len(anns),
+                    image_id=image_id,
+                    category_id=category_ids[segment.label],
+                    segmentation=polygon(segment.mask) if as_polygon else rle(segment.mask),
+                    area=int(segment.mask.sum()),
+                    bbox=_mask_bbox(segment.mask),
+                    **extra))
     return anns
 
 
 def image_entries(scenes: Sequence[Scene], image_ids: Sequence, **extra) -> List[dict]:
     """COCO ``images`` entries (``id``, ``height``, ``width``); values of
     ``extra`` may be callables of the scene (e.g. ``file_name=jpg_name``)."""
-    return [dict(id=image_id, height=scene.size[0], width=scene.size[1],
-                 **{k: v(scene) if callable(v) else v for k, v in extra.items()})
-            for scene, image_id in zip(scenes, image_ids)]
+    return [
+        dict(
+            id=image_id,
+            height=scene.size[0],
+            width=scene.size[1],
+            **{
+                k: v(scene) if callable(v) else v
+                for k, v in extra.items()
+            }) for scene, image_id in zip(scenes, image_ids)
+    ]
 
 
 def overrides(root: str, *evaluator_paths: str) -> dict:
     """What a writer returns: the ``data_root`` of every dataset and the
     absolute paths (given relative to ``root``) that evaluators may read."""
     root = osp.abspath(root)
-    return dict(data_root=root,
-                evaluator_paths=tuple(osp.join(root, p) for p in evaluator_paths))
+    return dict(data_root=root, evaluator_paths=tuple(osp.join(root, p) for p in evaluator_paths))
 
 
 def load_mmdet_tool(relpath: str):
@@ -240,15 +257,22 @@ def write_panoptic(root: str, name: str, scenes: Sequence[Scene], image_ids: Seq
         for k, segment in enumerate(scene.labelled()):
             seg_id = (segment.label + 1) * 1000 + k  # unique, non-zero
             ids[segment.mask] = seg_id
-            segments_info.append(dict(
-                id=seg_id, category_id=segment.label, area=int(segment.mask.sum()),
-                bbox=_mask_bbox(segment.mask), iscrowd=0))
+            segments_info.append(
+                dict(
+                    id=seg_id,
+                    category_id=segment.label,
+                    area=int(segment.mask.sum()),
+                    bbox=_mask_bbox(segment.mask),
+                    iscrowd=0))
         assert cv2.imwrite(osp.join(png_dir, scene.stem + '.png'), _id2rgb(ids)[..., ::-1])
-        annotations.append(dict(image_id=image_id, file_name=scene.stem + '.png',
-                                segments_info=segments_info))
-    write_json(osp.join(root, name + '.json'), dict(
-        images=image_entries(scenes, image_ids, file_name=jpg_name),
-        annotations=annotations, categories=categories))
+        annotations.append(
+            dict(image_id=image_id, file_name=scene.stem + '.png', segments_info=segments_info))
+    write_json(
+        osp.join(root, name + '.json'),
+        dict(
+            images=image_entries(scenes, image_ids, file_name=jpg_name),
+            annotations=annotations,
+            categories=categories))
 
 
 # ------------------------------------------------------------ ADE20K-150 --
@@ -277,9 +301,10 @@ def write_ade20k_panoptic(root: str, scenes: Sequence[Scene]) -> None:
     from mmdet.datasets import ADE20KPanopticDataset
     meta = ADE20KPanopticDataset.METAINFO
     num_things = len(meta['thing_classes'])
-    categories = [dict(id=i, name=name, isthing=int(i < num_things),
-                       color=list(meta['palette'][i]))
-                  for i, name in enumerate(meta['classes'])]
+    categories = [
+        dict(id=i, name=name, isthing=int(i < num_things), color=list(meta['palette'][i]))
+        for i, name in enumerate(meta['classes'])
+    ]
     write_panoptic(root, 'ade20k_panoptic_val', scenes, ADE_STEMS, categories)
 
 
@@ -293,22 +318,26 @@ def write_ade20k_instance(root: str, scenes: Sequence[Scene]) -> None:
     from mmdet.datasets import ADE20KInstanceDataset
     names = ADE20KInstanceDataset.METAINFO['classes']
     cat_ids = ade20k_semantic_ids()[:len(names)]
-    write_json(osp.join(root, 'ade20k_instance_val.json'), dict(
-        images=image_entries(scenes, ADE_STEMS, file_name=jpg_name),
-        categories=[dict(id=cat_id, name=name) for cat_id, name in zip(cat_ids, names)],
-        annotations=instance_annotations(scenes, ADE_STEMS, cat_ids, first_id=0,
-                                         iscrowd=0)))
+    write_json(
+        osp.join(root, 'ade20k_instance_val.json'),
+        dict(
+            images=image_entries(scenes, ADE_STEMS, file_name=jpg_name),
+            categories=[dict(id=cat_id, name=name) for cat_id, name in zip(cat_ids, names)],
+            annotations=instance_annotations(scenes, ADE_STEMS, cat_ids, first_id=0, iscrowd=0)))
 
 
 def write_ade20k_semantic(root: str, scenes: Sequence[Scene]) -> None:
     """``annotations/validation/*.png`` of ``ADEChallengeData2016``: uint8,
     0 = other (ignored), 1..150 the standard classes."""
     standard = ade20k_semantic_ids()
-    relabelled = [Scene(s.stem, s.size, [
-        Segment(None if g.label is None else standard[g.label], g.isthing, g.mask)
-        for g in s.segments]) for s in scenes]
-    write_label_maps(osp.join(root, 'annotations', 'validation'), relabelled, np.uint8,
-                     ignore=0, offset=1)
+    relabelled = [
+        Scene(s.stem, s.size, [
+            Segment(None if g.label is None else standard[g.label], g.isthing, g.mask)
+            for g in s.segments
+        ]) for s in scenes
+    ]
+    write_label_maps(
+        osp.join(root, 'annotations', 'validation'), relabelled, np.uint8, ignore=0, offset=1)
 
 
 def write_ade20k_150(root: str) -> dict:
@@ -336,8 +365,8 @@ def write_ade20k_847(root: str) -> dict:
     uint16 maps 0..846 in ``annotations/validation``, 65535 = unlabelled."""
     scenes = draw_scenes(ADE_STEMS, uint16_picks(847))
     write_images(osp.join(root, ADE_IMAGES), scenes)
-    write_label_maps(osp.join(root, 'annotations', 'validation'), scenes, np.uint16,
-                     ignore=UINT16_IGNORE)
+    write_label_maps(
+        osp.join(root, 'annotations', 'validation'), scenes, np.uint16, ignore=UINT16_IGNORE)
     return overrides(root)
 
 
@@ -345,8 +374,8 @@ def write_ade20k_847(root: str) -> dict:
 PASCAL_STEMS = ('2008_000002', '2008_000003')
 
 
-def _write_pascal_context(root: str, seg_dir: str, picks: Sequence[Picks], dtype,
-                          ignore: int, offset: int) -> dict:
+def _write_pascal_context(root: str, seg_dir: str, picks: Sequence[Picks], dtype, ignore: int,
+                          offset: int) -> dict:
     """VOC2010 images, PASCAL Context maps in ``seg_dir`` and the val split
     file ``ImageSets/SegmentationContext/val.txt``."""
     scenes = draw_scenes(PASCAL_STEMS, picks)
@@ -362,26 +391,33 @@ def _write_pascal_context(root: str, seg_dir: str, picks: Sequence[Picks], dtype
 def write_pascal_context_59(root: str) -> dict:
     """PASCAL Context 59 as mmseg's (and our) converter writes it: uint8
     maps in ``SegmentationClassContext``, 0 = background, 1..59."""
-    return _write_pascal_context(root, 'SegmentationClassContext',
-                                 [((None, 0, 46), (14, 58)), ((1, 2), (3, 57))],
-                                 np.uint8, ignore=0, offset=1)
+    return _write_pascal_context(
+        root,
+        'SegmentationClassContext', [((None, 0, 46), (14, 58)), ((1, 2), (3, 57))],
+        np.uint8,
+        ignore=0,
+        offset=1)
 
 
 def write_pascal_context_459(root: str) -> dict:
     """PASCAL Context 459 as ``tools/dataset_converters/pascal_context.py``
     writes it: uint16 maps 0..458 in ``SegmentationClassContext459``,
     65535 = unlabelled."""
-    return _write_pascal_context(root, 'SegmentationClassContext459',
-                                 uint16_picks(459),
-                                 np.uint16, ignore=UINT16_IGNORE, offset=0)
+    return _write_pascal_context(
+        root,
+        'SegmentationClassContext459',
+        uint16_picks(459),
+        np.uint16,
+        ignore=UINT16_IGNORE,
+        offset=0)
 
 
 # --------------------------------------------------------- COCO and LVIS --
 COCO_STEMS = ('000000000139', '000000000285')
 COCO_IMAGE_IDS = (139, 285)
 #: COCO's 80 thing category ids (1..90 without the 10 unused ones).
-COCO_CATEGORY_IDS = tuple(i for i in range(1, 91)
-                          if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
+COCO_CATEGORY_IDS = tuple(
+    i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
 
 
 def _coco_url(scene: Scene) -> str:
@@ -399,14 +435,18 @@ def write_coco_instances(root: str) -> dict:
     scenes = draw_scenes(COCO_STEMS, picks)
     write_images(osp.join(root, 'val2017'), scenes)
     ann_file = 'annotations/instances_val2017.json'
-    write_json(osp.join(root, ann_file), dict(
-        info=dict(description='mmmaskclip synthetic COCO val2017'), licenses=[],
-        images=image_entries(scenes, COCO_IMAGE_IDS, file_name=jpg_name,
-                             coco_url=_coco_url),
-        annotations=instance_annotations(scenes, COCO_IMAGE_IDS, COCO_CATEGORY_IDS,
-                                         as_polygon=True, iscrowd=0),
-        categories=[dict(supercategory='thing', id=cat_id, name=name)
-                    for cat_id, name in zip(COCO_CATEGORY_IDS, names)]))
+    write_json(
+        osp.join(root, ann_file),
+        dict(
+            info=dict(description='mmmaskclip synthetic COCO val2017'),
+            licenses=[],
+            images=image_entries(scenes, COCO_IMAGE_IDS, file_name=jpg_name, coco_url=_coco_url),
+            annotations=instance_annotations(
+                scenes, COCO_IMAGE_IDS, COCO_CATEGORY_IDS, as_polygon=True, iscrowd=0),
+            categories=[
+                dict(supercategory='thing', id=cat_id, name=name)
+                for cat_id, name in zip(COCO_CATEGORY_IDS, names)
+            ]))
     return overrides(root, ann_file)
 
 
@@ -419,17 +459,31 @@ def write_lvis_v1(root: str) -> dict:
     cat_ids = list(range(1, len(names) + 1))
     scenes = draw_scenes(COCO_STEMS, [((None, None), (0, 1)), ((None, ), (2, len(names) - 1))])
     write_images(osp.join(root, 'val2017'), scenes)
-    categories = [{'id': cat_id, 'name': name, 'synset': f'{name}.n.01', 'synonyms': [name],
-                   'def': name, 'frequency': 'fcr'[index % 3], 'image_count': 1,
-                   'instance_count': 1}
-                  for index, (cat_id, name) in enumerate(zip(cat_ids, names))]
+    categories = [{
+        'id': cat_id,
+        'name': name,
+        'synset': f'{name}.n.01',
+        'synonyms': [name],
+        'def': name,
+        'frequency': 'fcr'[index % 3],
+        'image_count': 1,
+        'instance_count': 1
+    } for index, (cat_id, name) in enumerate(zip(cat_ids, names))]
     ann_file = 'annotations/lvis_v1_val.json'
-    write_json(osp.join(root, ann_file), dict(
-        info=dict(description='mmmaskclip synthetic LVIS v1 val'), licenses=[],
-        images=image_entries(scenes, COCO_IMAGE_IDS, coco_url=_coco_url, license=1,
-                             neg_category_ids=[5], not_exhaustive_category_ids=[]),
-        annotations=instance_annotations(scenes, COCO_IMAGE_IDS, cat_ids, as_polygon=True),
-        categories=categories))
+    write_json(
+        osp.join(root, ann_file),
+        dict(
+            info=dict(description='mmmaskclip synthetic LVIS v1 val'),
+            licenses=[],
+            images=image_entries(
+                scenes,
+                COCO_IMAGE_IDS,
+                coco_url=_coco_url,
+                license=1,
+                neg_category_ids=[5],
+                not_exhaustive_category_ids=[]),
+            annotations=instance_annotations(scenes, COCO_IMAGE_IDS, cat_ids, as_polygon=True),
+            categories=categories))
     return overrides(root, ann_file)
 
 
@@ -441,10 +495,15 @@ def write_coco_panoptic_benchmark(root: str) -> dict:
     from mmdet.datasets import CocoPanopticDataset
     meta = CocoPanopticDataset.METAINFO
     for seed, split in enumerate(('val2017', 'train2017')):
-        write_coco_panoptic(root, num_images=2, image_size=(64, 64), split=split, seed=seed,
-                            things=meta['thing_classes'], stuff=meta['stuff_classes'])
-    return overrides(root, 'annotations/panoptic_val2017.json',
-                     'annotations/panoptic_val2017/')
+        write_coco_panoptic(
+            root,
+            num_images=2,
+            image_size=(64, 64),
+            split=split,
+            seed=seed,
+            things=meta['thing_classes'],
+            stuff=meta['stuff_classes'])
+    return overrides(root, 'annotations/panoptic_val2017.json', 'annotations/panoptic_val2017/')
 
 
 def write_coco_class_agnostic(root: str) -> dict:

@@ -54,9 +54,8 @@ def _palette(num: int) -> List[Tuple[int, int, int]]:
 def _id2rgb(seg_ids: np.ndarray) -> np.ndarray:
     """COCO-panoptic encoding: ``id = R + 256 * G + 256 ** 2 * B``."""
     seg_ids = seg_ids.astype(np.uint32)
-    return np.stack(
-        [seg_ids % 256, seg_ids // 256 % 256, seg_ids // 256**2 % 256],
-        axis=-1).astype(np.uint8)
+    return np.stack([seg_ids % 256, seg_ids // 256 % 256, seg_ids // 256**2 % 256],
+                    axis=-1).astype(np.uint8)
 
 
 def _mask_bbox(mask: np.ndarray) -> List[int]:
@@ -66,8 +65,7 @@ def _mask_bbox(mask: np.ndarray) -> List[int]:
     return [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1]
 
 
-def _stuff_layout(rng: np.random.Generator, height: int, width: int,
-                  num_stuff: int) -> np.ndarray:
+def _stuff_layout(rng: np.random.Generator, height: int, width: int, num_stuff: int) -> np.ndarray:
     """Index map ``(H, W)`` splitting the image into ``num_stuff`` bands.
 
     Bands are horizontal or vertical, in a random order of the stuff
@@ -109,9 +107,8 @@ def _thing_mask(rng: np.random.Generator, height: int, width: int,
     return None
 
 
-def _draw_image(rng: np.random.Generator, height: int, width: int,
-                thing_labels: Sequence[int], num_things: int,
-                num_stuff: int) -> List[Tuple[int, np.ndarray]]:
+def _draw_image(rng: np.random.Generator, height: int, width: int, thing_labels: Sequence[int],
+                num_things: int, num_stuff: int) -> List[Tuple[int, np.ndarray]]:
     """Segments ``[(label, mask), ...]`` of one image, stuff first.
 
     Every pixel belongs to exactly one segment.
@@ -132,13 +129,15 @@ def _draw_image(rng: np.random.Generator, height: int, width: int,
     return segments
 
 
-def write_coco_panoptic(root: str,
-                        num_images: int = 4,
-                        image_size: Tuple[int, int] = (64, 64),
-                        split: str = 'train2017',
-                        seed: int = 0,
-                        things: Sequence[str] = ('person', 'car'),
-                        stuff: Sequence[str] = ('sky', 'grass')) -> dict:
+def write_coco_panoptic(
+    root: str,
+    num_images: int = 4,
+    image_size: Tuple[int, int] = (64, 64),
+    split: str = 'train2017',
+    seed: int = 0,
+    things: Sequence[str] = ('person', 'car'),
+    stuff: Sequence[str] = ('sky', 'grass')
+) -> dict:
     """Write a tiny COCO-panoptic dataset (plus instances json) to ``root``.
 
     Every image holds each stuff class as a large band and one to three
@@ -214,11 +213,9 @@ def write_coco_panoptic(root: str,
         file_name = f'{img_id:012d}.jpg'
         seg_file_name = file_name.replace('.jpg', '.png')
         num_inst = int(rng.integers(1, 4))
-        thing_labels = [index % num_things] + [
-            int(rng.integers(num_things)) for _ in range(num_inst - 1)
-        ]
-        segments = _draw_image(rng, height, width, thing_labels, num_things,
-                               num_stuff)
+        thing_labels = [index % num_things
+                        ] + [int(rng.integers(num_things)) for _ in range(num_inst - 1)]
+        segments = _draw_image(rng, height, width, thing_labels, num_things, num_stuff)
         # Unique non-zero segment ids spread over the three RGB channels,
         # like the (colour-derived) ids of COCO.
         seg_ids = []
@@ -268,19 +265,11 @@ def write_coco_panoptic(root: str,
         assert (id_map > 0).all(), 'unlabelled pixels'
         image += rng.normal(0, 6, size=image.shape)
         image = np.clip(np.round(image), 0, 255).astype(np.uint8)
-        cv2.imwrite(
-            osp.join(img_dir, file_name), image[..., ::-1],
-            [cv2.IMWRITE_JPEG_QUALITY, 95])
-        cv2.imwrite(
-            osp.join(seg_dir, seg_file_name), _id2rgb(id_map)[..., ::-1])
+        cv2.imwrite(osp.join(img_dir, file_name), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(osp.join(seg_dir, seg_file_name), _id2rgb(id_map)[..., ::-1])
 
-        images.append(
-            dict(id=img_id, file_name=file_name, height=height, width=width))
-        pan_anns.append(
-            dict(
-                image_id=img_id,
-                file_name=seg_file_name,
-                segments_info=segments_info))
+        images.append(dict(id=img_id, file_name=file_name, height=height, width=width))
+        pan_anns.append(dict(image_id=img_id, file_name=seg_file_name, segments_info=segments_info))
         summaries.append(
             dict(
                 img_id=img_id,
@@ -306,30 +295,19 @@ def write_coco_panoptic(root: str,
     with open(panoptic_json, 'w', encoding='utf-8') as f:
         json.dump(
             dict(
-                info=info,
-                licenses=[],
-                images=images,
-                annotations=pan_anns,
-                categories=categories), f)
+                info=info, licenses=[], images=images, annotations=pan_anns, categories=categories),
+            f)
     with open(instances_json, 'w', encoding='utf-8') as f:
-        thing_cats = [
-            {k: cat[k]
-             for k in ('id', 'name', 'supercategory')}
-            for cat in categories if cat['isthing']
-        ]
+        thing_cats = [{
+            k: cat[k]
+            for k in ('id', 'name', 'supercategory')
+        } for cat in categories if cat['isthing']]
         json.dump(
             dict(
-                info=info,
-                licenses=[],
-                images=images,
-                annotations=inst_anns,
+                info=info, licenses=[], images=images, annotations=inst_anns,
                 categories=thing_cats), f)
 
-    metainfo = dict(
-        classes=classes,
-        thing_classes=things,
-        stuff_classes=stuff,
-        palette=palette)
+    metainfo = dict(classes=classes, thing_classes=things, stuff_classes=stuff, palette=palette)
     return dict(
         data_root=root,
         split=split,
@@ -346,6 +324,8 @@ def write_coco_panoptic(root: str,
         metainfo=metainfo,
         cat_ids=cat_ids,
         label2cat=dict(enumerate(cat_ids)),
-        cat2label={cat_id: label
-                   for label, cat_id in enumerate(cat_ids)},
+        cat2label={
+            cat_id: label
+            for label, cat_id in enumerate(cat_ids)
+        },
         images=summaries)

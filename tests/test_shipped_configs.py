@@ -29,9 +29,8 @@ from typing import Dict, List
 
 import pytest
 import torch
-from mmengine.config import Config, ConfigDict
-
 from conftest import REPO, make_tiny_clip, tiny_clip_cfg
+from mmengine.config import Config, ConfigDict
 from synthetic_benchmarks import writer_for
 from tiny_maskclip import shrink_mask2former, shrink_mask_rcnn
 
@@ -194,18 +193,21 @@ def _metrics(evaluator: ConfigDict) -> List[str]:
 #: evaluator type -> (default prefix, its headline keys without prefix)
 HEADLINES = {
     'CocoPanopticMetric': ('coco_panoptic', lambda ev: ['PQ']),
-    'CocoMetric': ('coco', lambda ev: [f'{m}_{item}' for m in _metrics(ev)
-                                       for item in ev.get('metric_items') or ['mAP']]),
-    'OVCocoMetric': ('coco', lambda ev: [f'{m}_mAP' for m in _metrics(ev)] +
-                     ['base_ap50', 'novel_ap50']),
+    'CocoMetric':
+    ('coco',
+     lambda ev: [f'{m}_{item}' for m in _metrics(ev)
+                 for item in ev.get('metric_items') or ['mAP']]),
+    'OVCocoMetric':
+    ('coco', lambda ev: [f'{m}_mAP' for m in _metrics(ev)] + ['base_ap50', 'novel_ap50']),
     'LVISMetric': ('lvis', lambda ev: [f'{m}_AP' for m in _metrics(ev)]),
     'SemSegMetric': (None, lambda ev: as_list(ev.get('iou_metrics', 'mIoU'))),
 }
 # mmmaskclip's wrappers report what the metric they wrap reports
-HEADLINES.update(LVISCompatMetric=HEADLINES['LVISMetric'],
-                 ReorderedCocoMetric=HEADLINES['CocoMetric'],
-                 ReorderedSemSegMetric=HEADLINES['SemSegMetric'],
-                 GTIgnoreSemSegMetric=HEADLINES['SemSegMetric'])
+HEADLINES.update(
+    LVISCompatMetric=HEADLINES['LVISMetric'],
+    ReorderedCocoMetric=HEADLINES['CocoMetric'],
+    ReorderedSemSegMetric=HEADLINES['SemSegMetric'],
+    GTIgnoreSemSegMetric=HEADLINES['SemSegMetric'])
 
 
 def headline_keys(evaluators) -> List[str]:

@@ -4,9 +4,8 @@
 Not a test module: shared by the training and tools tests.
 """
 import torch
-from mmengine.config import Config
-
 from conftest import tiny_clip_cfg
+from mmengine.config import Config
 
 META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
              'flip_direction', 'text', 'stuff_text')
@@ -16,32 +15,48 @@ RMA = dict(type='RelativeMaskAttention', style='paper', chunk_size=4)
 def panoptic_dataset(data: dict, test: bool = False) -> dict:
     """A ``CocoPanopticDataset`` config of :func:`write_coco_panoptic` output."""
     return dict(
-        type='CocoPanopticDataset', data_root=data['data_root'], ann_file=data['ann_file'],
-        data_prefix=data['data_prefix'], return_classes=True, test_mode=test,
-        metainfo=dict(classes=data['classes'], thing_classes=data['thing_classes'],
-                      stuff_classes=data['stuff_classes']),
+        type='CocoPanopticDataset',
+        data_root=data['data_root'],
+        ann_file=data['ann_file'],
+        data_prefix=data['data_prefix'],
+        return_classes=True,
+        test_mode=test,
+        metainfo=dict(
+            classes=data['classes'],
+            thing_classes=data['thing_classes'],
+            stuff_classes=data['stuff_classes']),
         pipeline=[
             dict(type='LoadImageFromFile'),
-            dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True,
-                 with_seg=True),
+            dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True, with_seg=True),
             dict(type='PackDetInputs', meta_keys=META_KEYS)
         ])
 
 
-def tiny_maskclip_cfg(work_dir: str, data: dict, clip_path: str, max_iters: int,
-                      rma_blocks=(1, 2), proposer=None, evaluate: bool = False) -> Config:
+def tiny_maskclip_cfg(work_dir: str,
+                      data: dict,
+                      clip_path: str,
+                      max_iters: int,
+                      rma_blocks=(1, 2),
+                      proposer=None,
+                      evaluate: bool = False) -> Config:
     """A Runner config training/testing a tiny MaskCLIP (3-block CLIP)."""
     model = dict(
         type='MaskCLIP',
-        data_preprocessor=dict(type='DetDataPreprocessor', mean=None, std=None,
-                               bgr_to_rgb=True, pad_size_divisor=32, pad_mask=True,
-                               pad_seg=True, seg_pad_value=255),
+        data_preprocessor=dict(
+            type='DetDataPreprocessor',
+            mean=None,
+            std=None,
+            bgr_to_rgb=True,
+            pad_size_divisor=32,
+            pad_mask=True,
+            pad_seg=True,
+            seg_pad_value=255),
         clip=dict(model_cfg=tiny_clip_cfg(), pretrained=clip_path),
         # dilated, blurred ground truth: refinement has something to learn
-        proposer=proposer or dict(type='GTMaskProposer', blur_size=11, threshold=0.15,
-                                  num_random=2),
-        visual_encoder=dict(type='MaskCLIPVisualEncoder',
-                            mask_attention_overrides={i: RMA for i in rma_blocks}),
+        proposer=proposer
+        or dict(type='GTMaskProposer', blur_size=11, threshold=0.15, num_random=2),
+        visual_encoder=dict(
+            type='MaskCLIPVisualEncoder', mask_attention_overrides=dict.fromkeys(rma_blocks, RMA)),
         text_encoder=dict(type='MaskCLIPTextEncoder'),
         head=dict(type='MaskCLIPHead', train_cfg=dict(num_points=512)),
         num_things_classes=len(data['thing_classes']))
@@ -49,14 +64,18 @@ def tiny_maskclip_cfg(work_dir: str, data: dict, clip_path: str, max_iters: int,
         default_scope='mmdet',
         work_dir=work_dir,
         model=model,
-        train_dataloader=dict(batch_size=2, num_workers=0, dataset=panoptic_dataset(data),
-                              sampler=dict(type='DefaultSampler', shuffle=True),
-                              collate_fn=dict(type='pseudo_collate')),
+        train_dataloader=dict(
+            batch_size=2,
+            num_workers=0,
+            dataset=panoptic_dataset(data),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='pseudo_collate')),
         train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters),
-        optim_wrapper=dict(type='OptimWrapper',
-                           constructor='TrainableParamsOptimWrapperConstructor',
-                           optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
-                           paramwise_cfg=dict(norm_decay_mult=0.0)),
+        optim_wrapper=dict(
+            type='OptimWrapper',
+            constructor='TrainableParamsOptimWrapperConstructor',
+            optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
+            paramwise_cfg=dict(norm_decay_mult=0.0)),
         param_scheduler=dict(type='ConstantLR', factor=1.0, by_epoch=False),
         default_hooks=dict(
             timer=dict(type='IterTimerHook'),
@@ -70,13 +89,16 @@ def tiny_maskclip_cfg(work_dir: str, data: dict, clip_path: str, max_iters: int,
         launcher='none')
     if evaluate:
         cfg.update(
-            test_dataloader=dict(batch_size=1, num_workers=0,
-                                 dataset=panoptic_dataset(data, test=True),
-                                 sampler=dict(type='DefaultSampler', shuffle=False)),
+            test_dataloader=dict(
+                batch_size=1,
+                num_workers=0,
+                dataset=panoptic_dataset(data, test=True),
+                sampler=dict(type='DefaultSampler', shuffle=False)),
             test_evaluator=[
-                dict(type='CocoPanopticMetric',
-                     ann_file=f"{data['data_root']}/{data['ann_file']}",
-                     seg_prefix=f"{data['data_root']}/{data['data_prefix']['seg']}"),
+                dict(
+                    type='CocoPanopticMetric',
+                    ann_file=f"{data['data_root']}/{data['ann_file']}",
+                    seg_prefix=f"{data['data_root']}/{data['data_prefix']['seg']}"),
                 dict(type='SemSegMetric', iou_metrics=['mIoU'])
             ],
             test_cfg=dict(type='TestLoop'))
@@ -88,8 +110,7 @@ def shrink_mask2former(model, in_channels=(64, 128, 256, 512)) -> None:
     queries, one encoder layer) in place, for CPU tests with random weights."""
     model.backbone.update(depth=18, init_cfg=None)
     head = model.panoptic_head
-    head.update(in_channels=list(in_channels), feat_channels=32, out_channels=32,
-                num_queries=8)
+    head.update(in_channels=list(in_channels), feat_channels=32, out_channels=32, num_queries=8)
     encoder = head.pixel_decoder.encoder
     encoder.num_layers = 1
     encoder.layer_cfg.self_attn_cfg.update(embed_dims=32, num_heads=4)

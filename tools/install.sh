@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the mmmaskclip stack into a virtual environment (default: ./.venv).
 #
-#   bash tools/install.sh            # fresh machine: ~25 min (mmcv builds from source)
+#   bash tools/install.sh            # fresh machine: ~34 min on 2 cores (mmcv builds from source)
 #   bash tools/install.sh            # again, nothing changed: < 1 min
 #
 # Environment variables:
@@ -66,14 +66,9 @@ pip install -q -r "$repo/requirements/runtime.txt" -r "$repo/requirements/tests.
 
 log "mmmaskclip (editable)"
 pip install -q --no-build-isolation --no-deps -e "$repo"
-# mim finds a package's .mim folder (configs, tools) under the distribution's
-# location, which for a PEP 660 editable install is site-packages: link the
-# package there, as the old `setup.py develop` did.
-site="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-if [ "$(readlink "$site/mmmaskclip" 2>/dev/null)" != "$repo/mmmaskclip" ]; then
-  rm -rf "$site/mmmaskclip"
-  ln -s "$repo/mmmaskclip" "$site/mmmaskclip"
-fi
+# mim looks for the .mim folder (configs, tools) next to the distribution's
+# metadata, which for a PEP 660 editable install is site-packages: link it.
+"$py" "$repo/tools/misc/link_for_mim.py"
 
 "$py" - <<'PY'
 import mmcv, mmcv.ops, mmdet, mmseg, mmengine, open_clip, torch, mmmaskclip

@@ -21,8 +21,8 @@ from typing import List, Optional
 from mmengine.config import Config, ConfigDict
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-from tool_common import (ToolError, add_common_args, build_runner,  # noqa: E402
-                         load_cfg, merge_common_args, prepare)
+from tool_common import (ToolError, add_common_args, build_runner, load_cfg, merge_common_args,
+                         prepare)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -48,29 +48,24 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='where logs and metrics go (default: the config\'s work_dir, '
         'else ./work_dirs/<config name>)')
     parser.add_argument(
-        '--out',
-        help='also dump the predictions to this .pkl file (for offline '
+        '--out', help='also dump the predictions to this .pkl file (for offline '
         'evaluation)')
     parser.add_argument(
-        '--show',
-        action='store_true',
-        help='display each image with its predictions in a window')
+        '--show', action='store_true', help='display each image with its predictions in a window')
     parser.add_argument(
         '--show-dir',
         help='save images drawn with their predictions in this folder '
         '(under work_dir/<timestamp>/ when relative)')
     parser.add_argument(
-        '--wait-time',
-        type=float,
-        default=2,
-        help='seconds each image stays on screen with --show')
+        '--wait-time', type=float, default=2, help='seconds each image stays on screen with --show')
     parser.add_argument(
         '--tta',
         action='store_true',
         help='test-time augmentation with the config\'s tta_model and '
         'tta_pipeline')
     parser.add_argument(
-        '--no-progress', action='store_true',
+        '--no-progress',
+        action='store_true',
         help='no progress bar over the test images (TestProgressBarHook)')
     add_common_args(parser, 'test_dataloader.batch_size=2')
     return parser.parse_args(argv)
@@ -110,10 +105,9 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.show or args.show_dir:
         hook = cfg.get('default_hooks', {}).get('visualization', None)
         if hook is None:
-            raise ToolError(
-                '--show/--show-dir need a visualization hook: '
-                "default_hooks = dict(visualization=dict("
-                "type='DetVisualizationHook'))")
+            raise ToolError('--show/--show-dir need a visualization hook: '
+                            'default_hooks = dict(visualization=dict('
+                            "type='DetVisualizationHook'))")
         hook.draw = True
         if args.show:
             hook.show = True
@@ -122,8 +116,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             hook.test_out_dir = args.show_dir
 
     if args.tta:
-        missing = [key for key in ('tta_model', 'tta_pipeline')
-                   if key not in cfg]
+        missing = [key for key in ('tta_model', 'tta_pipeline') if key not in cfg]
         if missing:
             raise ToolError(f'--tta needs {" and ".join(missing)} in the '
                             'config')

@@ -34,8 +34,7 @@ def add_common_args(parser: argparse.ArgumentParser, cfg_options_example: str) -
         help='distributed job launcher')
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or
     # --local_rank (older); torchrun sets LOCAL_RANK instead.
-    parser.add_argument(
-        '--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
 
 
 def merge_common_args(cfg: Config, args: argparse.Namespace) -> None:
@@ -51,8 +50,8 @@ def merge_common_args(cfg: Config, args: argparse.Namespace) -> None:
         cfg.work_dir = osp.join('./work_dirs', stem)
 
 
-def load_cfg(args: argparse.Namespace,
-             merge_args: Callable[[Config, argparse.Namespace], Config]) -> Config:
+def load_cfg(args: argparse.Namespace, merge_args: Callable[[Config, argparse.Namespace],
+                                                            Config]) -> Config:
     """Load ``args.config`` and apply the command line with ``merge_args``.
 
     Raises:
@@ -84,10 +83,8 @@ def import_mmmaskclip(tool_file: str) -> None:
         import mmmaskclip  # noqa: F401,F811
 
 
-def prepare(args: argparse.Namespace, tool_file: str,
-            files: Iterable[Tuple[str, str]],
-            merge_args: Callable[[Config, argparse.Namespace], Config]
-            ) -> Union[Config, int]:
+def prepare(args: argparse.Namespace, tool_file: str, files: Iterable[Tuple[str, str]],
+            merge_args: Callable[[Config, argparse.Namespace], Config]) -> Union[Config, int]:
     """Check the input files, import mmmaskclip and build the config.
 
     Args:
@@ -130,3 +127,8 @@ def build_runner(cfg: Config):
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+if __name__ == '__main__':
+    sys.exit('tool_common.py is shared code of tools/train.py and tools/test.py, not a tool: '
+             'run e.g. `mim train mmmaskclip CONFIG` or `python tools/train.py --help`.')

@@ -25,8 +25,8 @@ from typing import List, Optional
 from mmengine.config import Config
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-from tool_common import (ToolError, add_common_args, build_runner,  # noqa: E402
-                         load_cfg, merge_common_args, prepare)
+from tool_common import (ToolError, add_common_args, build_runner, load_cfg, merge_common_args,
+                         prepare)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -39,8 +39,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     Returns:
         argparse.Namespace: The parsed arguments.
     """
-    parser = argparse.ArgumentParser(
-        description='Train a model with an mmmaskclip config.')
+    parser = argparse.ArgumentParser(description='Train a model with an mmmaskclip config.')
     parser.add_argument('config', help='path of the training config')
     parser.add_argument(
         '--work-dir',
@@ -89,10 +88,9 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             raise ToolError('--amp needs an optim_wrapper in the config')
         if optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             from mmengine.logging import print_log
-            print_log(
-                'The config already uses AmpOptimWrapper; --amp keeps it '
-                'as it is.',
-                logger='current')
+            print_log('The config already uses AmpOptimWrapper; --amp keeps it '
+                      'as it is.',
+                      logger='current')
         else:
             optim_wrapper.type = 'AmpOptimWrapper'
             optim_wrapper.loss_scale = 'dynamic'
@@ -100,9 +98,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.auto_scale_lr:
         auto_scale_lr = cfg.get('auto_scale_lr', None)
         if not auto_scale_lr or 'base_batch_size' not in auto_scale_lr:
-            raise ToolError(
-                '--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
-                'base_batch_size=...) in the config')
+            raise ToolError('--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
+                            'base_batch_size=...) in the config')
         auto_scale_lr.enable = True
 
     # An explicit checkpoint takes precedence over the automatic search.

@@ -1,5 +1,9 @@
-# MaskCLIP w/o RMA on coco-48-17-generalized-instance (Table 5: generalized base / target / all AP50).
+# MaskCLIP w/o RMA on coco-48-17-generalized-instance (Table 5: generalized base / target / all
+#   AP50).
 #   python tools/test.py ${THIS_CONFIG} none   (training-free)
-_base_ = ['../_base_/models/maskclip-wo-rma_vit-l-14-336.py', '../_base_/datasets/coco-ovd_instance_maskclip.py']
+_base_ = [
+    '../_base_/models/maskclip-wo-rma_vit-l-14-336.py',
+    '../_base_/datasets/coco-ovd_instance_maskclip.py'
+]
 
 model = dict(post_processor={{_base_.post_processor}})

@@ -1,5 +1,8 @@
 # MaskCLIP w/o RMA on pascal-context-459-semantic (Table 2: P-459 mIoU).
 #   python tools/test.py ${THIS_CONFIG} none   (training-free)
-_base_ = ['../_base_/models/maskclip-wo-rma_vit-l-14-336.py', '../_base_/datasets/pascal-context-459_semantic_maskclip.py']
+_base_ = [
+    '../_base_/models/maskclip-wo-rma_vit-l-14-336.py',
+    '../_base_/datasets/pascal-context-459_semantic_maskclip.py'
+]
 
 model = dict(post_processor={{_base_.post_processor}})

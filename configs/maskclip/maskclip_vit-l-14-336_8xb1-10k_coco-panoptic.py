@@ -4,8 +4,8 @@
 # clipping 0.01 (the authors' full-model clip norm), constant lr.
 #   bash tools/dist_train.sh ${THIS_CONFIG} 8 [--amp]
 _base_ = [
-    '../_base_/models/maskclip_vit-l-14-336.py',
-    '../_base_/datasets/coco_panoptic_maskclip.py', '../_base_/schedules/maskclip_10k.py'
+    '../_base_/models/maskclip_vit-l-14-336.py', '../_base_/datasets/coco_panoptic_maskclip.py',
+    '../_base_/schedules/maskclip_10k.py'
 ]
 
 default_hooks = dict(

@@ -1,5 +1,9 @@
 # MaskCLIP (trained on COCO panoptic) on ade20k-847-semantic (Table 2: A-847 mIoU).
-#   python tools/test.py ${THIS_CONFIG} work_dirs/maskclip_vit-l-14-336_8xb1-10k_coco-panoptic/iter_10000.pth
-_base_ = ['../_base_/models/maskclip_vit-l-14-336.py', '../_base_/datasets/ade20k-847_semantic_maskclip.py']
+#   python tools/test.py ${THIS_CONFIG} \
+#       work_dirs/maskclip_vit-l-14-336_8xb1-10k_coco-panoptic/iter_10000.pth
+_base_ = [
+    '../_base_/models/maskclip_vit-l-14-336.py',
+    '../_base_/datasets/ade20k-847_semantic_maskclip.py'
+]
 
 model = dict(post_processor={{_base_.post_processor}})

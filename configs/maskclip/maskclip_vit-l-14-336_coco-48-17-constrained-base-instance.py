@@ -1,6 +1,10 @@
-# MaskCLIP (trained on COCO panoptic) on coco-48-17-constrained-base-instance (Table 5: constrained base AP50 (base-only vocabulary)).
-#   python tools/test.py ${THIS_CONFIG} work_dirs/maskclip_vit-l-14-336_8xb1-10k_coco-panoptic/iter_10000.pth
-_base_ = ['../_base_/models/maskclip_vit-l-14-336.py', '../_base_/datasets/coco-ovd_instance_maskclip.py']
+# MaskCLIP (trained on COCO panoptic) on coco-48-17-constrained-base-instance (Table 5:
+#   constrained base AP50 (base-only vocabulary)).
+#   python tools/test.py ${THIS_CONFIG} \
+#       work_dirs/maskclip_vit-l-14-336_8xb1-10k_coco-panoptic/iter_10000.pth
+_base_ = [
+    '../_base_/models/maskclip_vit-l-14-336.py', '../_base_/datasets/coco-ovd_instance_maskclip.py'
+]
 
 val_dataloader = dict(dataset=dict(setting='constrained', split='base'))
 test_dataloader = val_dataloader

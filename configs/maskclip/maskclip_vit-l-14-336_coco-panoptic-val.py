@@ -1,6 +1,8 @@
 # MaskCLIP (trained on COCO panoptic) on COCO panoptic val (PQ; the training dataset's own classes).
 #   python tools/test.py ${THIS_CONFIG} <checkpoint>
-_base_ = ['../_base_/models/maskclip_vit-l-14-336.py', '../_base_/datasets/coco_panoptic_maskclip.py']
+_base_ = [
+    '../_base_/models/maskclip_vit-l-14-336.py', '../_base_/datasets/coco_panoptic_maskclip.py'
+]
 # evaluation only: the dataset base's training split is not used
 train_dataloader = None
 

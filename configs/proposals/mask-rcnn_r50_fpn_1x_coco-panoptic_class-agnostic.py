@@ -30,12 +30,15 @@ data_root = 'data/coco/'
 backend_args = None
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True,
-         with_seg=True, backend_args=backend_args),
+    dict(
+        type='LoadPanopticAnnotations',
+        with_bbox=True,
+        with_mask=True,
+        with_seg=True,
+        backend_args=backend_args),
     # things + stuff -> instances of class 0; COCO crowd regions ignored;
     # the semantic map (stuff pixels) is not needed afterwards
-    dict(type='ClassAgnosticSegments', with_stuff=True, num_things_classes=80,
-         drop_seg_map=True),
+    dict(type='ClassAgnosticSegments', with_stuff=True, num_things_classes=80, drop_seg_map=True),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
@@ -43,9 +46,9 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor'))
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
 train_dataloader = dict(
     dataset=dict(
@@ -53,8 +56,7 @@ train_dataloader = dict(
         type='CocoPanopticDataset',
         data_root=data_root,
         ann_file='annotations/panoptic_train2017.json',
-        data_prefix=dict(
-            img='train2017/', seg='annotations/panoptic_train2017/'),
+        data_prefix=dict(img='train2017/', seg='annotations/panoptic_train2017/'),
         # stuff-only images are training images too
         filter_cfg=dict(filter_empty_gt=False, min_size=32),
         pipeline=train_pipeline,
@@ -80,8 +82,7 @@ val_evaluator = dict(
     metric=['bbox', 'segm'],
     classwise=False,
     # AR@100: recall of the 100 detections (rcnn.max_per_img) per image
-    metric_items=['mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l',
-                  'AR@100'],
+    metric_items=['mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l', 'AR@100'],
     format_only=False,
     backend_args=backend_args)
 test_evaluator = val_evaluator

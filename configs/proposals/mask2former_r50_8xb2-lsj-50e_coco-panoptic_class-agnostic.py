@@ -34,8 +34,7 @@ model = dict(
         # object vs no-object, the no-object weight of the original recipe
         loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])),
     panoptic_fusion_head=dict(
-        num_things_classes=num_things_classes,
-        num_stuff_classes=num_stuff_classes),
+        num_things_classes=num_things_classes, num_stuff_classes=num_stuff_classes),
     test_cfg=dict(panoptic_on=False, semantic_on=False, instance_on=True))
 
 # dataset settings
@@ -44,17 +43,24 @@ backend_args = None
 image_size = (1024, 1024)
 train_pipeline = [
     dict(type='LoadImageFromFile', to_float32=True, backend_args=backend_args),
-    dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True,
-         with_seg=True, backend_args=backend_args),
+    dict(
+        type='LoadPanopticAnnotations',
+        with_bbox=True,
+        with_mask=True,
+        with_seg=True,
+        backend_args=backend_args),
     # things + stuff -> instances of class 0; COCO crowd regions ignored;
     # gt_seg_map all 255 (the batch augment still pads it)
     dict(type='ClassAgnosticSegments', with_stuff=True, num_things_classes=80),
     dict(type='RandomFlip', prob=0.5),
     # large scale jittering
-    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0),
-         keep_ratio=True),
-    dict(type='RandomCrop', crop_size=image_size, crop_type='absolute',
-         recompute_bbox=True, allow_negative_crop=True),
+    dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True),
+    dict(
+        type='RandomCrop',
+        crop_size=image_size,
+        crop_type='absolute',
+        recompute_bbox=True,
+        allow_negative_crop=True),
     # segments cropped away entirely (their masks are empty) are dropped, as
     # in mmdet's Mask2Former instance recipe: now they are all instances
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-5, 1e-5), by_mask=True),
@@ -63,9 +69,9 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile', to_float32=True, backend_args=backend_args),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor'))
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
 train_dataloader = dict(
     dataset=dict(
@@ -93,7 +99,6 @@ val_evaluator = dict(
     metric=['bbox', 'segm'],
     classwise=False,
     # AR@100: recall of the 100 proposals (max_per_image) per image
-    metric_items=['mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l',
-                  'AR@100'],
+    metric_items=['mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l', 'AR@100'],
     backend_args=backend_args)
 test_evaluator = val_evaluator

@@ -23,8 +23,10 @@ def inference_pipeline(cfg: Config, loader: str = 'mmdet.InferencerLoader') -> L
     Returns:
         list[dict]: the transform configs.
     """
-    pipeline = [copy.deepcopy(t) for t in cfg.test_dataloader.dataset.pipeline
-                if t['type'] not in ANNOTATION_LOADERS]
+    pipeline = [
+        copy.deepcopy(t) for t in cfg.test_dataloader.dataset.pipeline
+        if t['type'] not in ANNOTATION_LOADERS
+    ]
     if loader is not None and 'LoadImage' in pipeline[0]['type']:
         pipeline[0] = dict(type=loader)
     pack = pipeline[-1]

@@ -7,10 +7,10 @@ from typing import List, Optional, Sequence, Union
 import mmcv
 import numpy as np
 import torch
+from mmdet.registry import MODELS
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 
-from mmdet.registry import MODELS
 from .inference_pipeline import inference_pipeline
 
 ImageType = Union[str, np.ndarray]
@@ -67,8 +67,7 @@ def init_mask_classifier(config: Union[str, Config] = DEFAULT_CONFIG,
     """
     import mmmaskclip  # noqa: F401  (registers the modules)
     from mmmaskclip.utils import resolve_config_path
-    cfg = config if isinstance(config, Config) else Config.fromfile(
-        resolve_config_path(config))
+    cfg = config if isinstance(config, Config) else Config.fromfile(resolve_config_path(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.model.proposer = ConfigDict(type='GivenMaskProposer')  # replaced, not merged
@@ -126,8 +125,8 @@ def load_masks(masks: Union[str, np.ndarray, torch.Tensor]) -> np.ndarray:
 
 
 @torch.no_grad()
-def classify_masks(model: torch.nn.Module, image: ImageType,
-                   masks: Union[str, np.ndarray, torch.Tensor],
+def classify_masks(model: torch.nn.Module, image: ImageType, masks: Union[str, np.ndarray,
+                                                                          torch.Tensor],
                    class_names: Sequence[str]) -> MaskClassification:
     """Classify the masks of one image against ``class_names``.
 
@@ -153,13 +152,16 @@ def classify_masks(model: torch.nn.Module, image: ImageType,
     rgb = load_image(image)
     binary = load_masks(masks)
     pipeline = Compose(inference_pipeline(model.cfg))
-    data = pipeline(dict(img=np.ascontiguousarray(rgb[..., ::-1]), img_id=0,
-                         text=list(class_names)))
+    data = pipeline(
+        dict(img=np.ascontiguousarray(rgb[..., ::-1]), img_id=0, text=list(class_names)))
     data['data_samples'].proposals = InstanceData(masks=torch.from_numpy(binary))
     pred = model.test_step(pseudo_collate([data]))[0].pred_proposals
     probs = pred.probs.float().cpu().numpy()
     labels = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
     scores = probs[np.arange(len(probs)), labels] if len(probs) else np.zeros(0)
-    return MaskClassification(probs=probs, labels=labels, scores=scores,
-                              class_names=list(class_names),
-                              mask_logits=pred.mask_logits.float().cpu().numpy())
+    return MaskClassification(
+        probs=probs,
+        labels=labels,
+        scores=scores,
+        class_names=list(class_names),
+        mask_logits=pred.mask_logits.float().cpu().numpy())

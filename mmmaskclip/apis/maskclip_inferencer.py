@@ -4,11 +4,12 @@ the vocabulary given per call."""
 import copy
 from typing import Optional, Sequence
 
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
-
 from mmdet.apis import DetInferencer
 from mmdet.visualization.palette import get_palette
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
+
 from .inference_pipeline import inference_pipeline
+
 
 class MaskCLIPInferencer(DetInferencer):
     """Segment images for any vocabulary: proposals -> MaskCLIP -> semantic,
@@ -38,8 +39,13 @@ class MaskCLIPInferencer(DetInferencer):
                  palette: str = 'random',
                  show_progress: bool = True) -> None:
         import mmmaskclip  # noqa: F401  (registers the modules)
-        super().__init__(model=model, weights=weights, device=device, scope='mmdet',
-                         palette=palette, show_progress=show_progress)
+        super().__init__(
+            model=model,
+            weights=weights,
+            device=device,
+            scope='mmdet',
+            palette=palette,
+            show_progress=show_progress)
 
     def _load_weights_to_model(self, model, checkpoint: Optional[dict], cfg) -> None:
         """Load a MaskCLIP checkpoint (CLIP and the proposer come with the
@@ -98,5 +104,4 @@ class MaskCLIPInferencer(DetInferencer):
         self.visualizer.dataset_meta = dict(classes=names, palette=palette)
         num = len(self._inputs_to_list(inputs))
         stuff = [tuple(stuff_texts)] * num
-        return super().__call__(inputs, texts=[tuple(texts)] * num, stuff_texts=stuff,
-                                **kwargs)
+        return super().__call__(inputs, texts=[tuple(texts)] * num, stuff_texts=stuff, **kwargs)

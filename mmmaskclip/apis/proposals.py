@@ -9,13 +9,13 @@ import sys
 from typing import Dict, Optional
 
 import torch
+from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config, ConfigDict
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Subset
 
-from mmdet.registry import DATASETS, MODELS
 from ..models.geometry import to_original_geometry
 from ..models.proposers.precomputed import (check_resume, proposal_key, proposal_settings,
                                             write_meta, write_proposals)
@@ -135,27 +135,35 @@ def dump_proposals(cfg: Config,
     """
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     proposer = proposer_cfg_of(cfg) if proposer is None else proposer
-    described = ({'type': type(proposer).__name__} if isinstance(proposer, torch.nn.Module)
-                 else proposer)
+    described = ({
+        'type': type(proposer).__name__
+    } if isinstance(proposer, torch.nn.Module) else proposer)
     settings = proposal_settings(key, scale, logit_range, max_proposals, described)
     os.makedirs(out_dir, exist_ok=True)
     if resume:
         check_resume(out_dir, settings)
     dataset = DATASETS.build(split_dataset_cfg(cfg, split))
     keys = _keys_to_dump(dataset, key)
-    todo = [i for name, i in keys.items()
-            if not (resume and osp.isfile(osp.join(out_dir, name + '.npz')))]
-    write_meta(out_dir, settings, split=split, num_images=len(keys),
-               config=getattr(cfg, 'filename', None))
+    todo = [
+        i for name, i in keys.items()
+        if not (resume and osp.isfile(osp.join(out_dir, name + '.npz')))
+    ]
+    write_meta(
+        out_dir, settings, split=split, num_images=len(keys), config=getattr(cfg, 'filename', None))
 
     model_cfg = cfg.get('model', None) or {}
-    preprocessor = MODELS.build(model_cfg.get('data_preprocessor', None) or dict(
-        type='DetDataPreprocessor', bgr_to_rgb=True, pad_size_divisor=32)).to(device)
+    preprocessor = MODELS.build(
+        model_cfg.get('data_preprocessor', None)
+        or dict(type='DetDataPreprocessor', bgr_to_rgb=True, pad_size_divisor=32)).to(device)
     if not isinstance(proposer, torch.nn.Module):
         proposer = MODELS.build(proposer)
     proposer = proposer.to(device).eval()
-    loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=pseudo_collate)
+    loader = DataLoader(
+        Subset(dataset, todo),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=pseudo_collate)
     bar = ProgressBar(len(todo)) if progress and todo else None
     written = 0
     with torch.no_grad():
@@ -164,8 +172,8 @@ def dump_proposals(cfg: Config,
             inputs, samples = data['inputs'], data['data_samples']
             proposals = proposer(inputs, samples, _vocabulary(samples, model_cfg))
             for b, sample in enumerate(samples):
-                _write_image(out_dir, key, sample.metainfo, proposals, b,
-                             tuple(inputs.shape[-2:]), scale, logit_range, max_proposals)
+                _write_image(out_dir, key, sample.metainfo, proposals, b, tuple(inputs.shape[-2:]),
+                             scale, logit_range, max_proposals)
                 written += 1
                 if bar is not None:
                     bar.update()
@@ -189,19 +197,21 @@ def _vocabulary(samples, model_cfg) -> Optional[Vocabulary]:
         return None
 
 
-def _write_image(out_dir: str, key: str, meta: dict, proposals, b: int, batch_size,
-                 scale: float, logit_range: float, max_proposals: Optional[int]) -> None:
+def _write_image(out_dir: str, key: str, meta: dict, proposals, b: int, batch_size, scale: float,
+                 logit_range: float, max_proposals: Optional[int]) -> None:
     """Image ``b`` of a batch's proposals -> its ``.npz`` at the original
     geometry, ``scale`` times the original size."""
     keep = proposals.valid[b].nonzero()[:, 0]
     objectness = None if proposals.objectness is None else proposals.objectness[b, keep]
     if max_proposals is not None and len(keep) > max_proposals:
-        top = (torch.arange(max_proposals, device=keep.device) if objectness is None else
-               objectness.topk(max_proposals).indices.sort().values)
+        top = (
+            torch.arange(max_proposals, device=keep.device)
+            if objectness is None else objectness.topk(max_proposals).indices.sort().values)
         keep = keep[top]
         objectness = None if objectness is None else objectness[top]
     ori_h, ori_w = (int(s) for s in meta['ori_shape'][:2])
     out_size = (max(1, round(ori_h * scale)), max(1, round(ori_w * scale)))
     logits = to_original_geometry(proposals.mask_logits[b, keep], meta, batch_size, out_size)
-    write_proposals(osp.join(out_dir, proposal_key(meta, key) + '.npz'), logits,
-                    (ori_h, ori_w), logit_range, objectness)
+    write_proposals(
+        osp.join(out_dir,
+                 proposal_key(meta, key) + '.npz'), logits, (ori_h, ori_w), logit_range, objectness)

@@ -4,14 +4,15 @@ from typing import Optional
 
 import numpy as np
 import torch
-from mmengine.structures import InstanceData
-
 from mmdet.structures import DetDataSample
 from mmdet.visualization import DetLocalVisualizer
+from mmengine.structures import InstanceData
+
 from .mask_classification import MaskClassification
 
 
-def draw_mask_classification(image: np.ndarray, masks: np.ndarray,
+def draw_mask_classification(image: np.ndarray,
+                             masks: np.ndarray,
                              result: MaskClassification,
                              out_file: Optional[str] = None,
                              score_thr: float = 0.0) -> np.ndarray:
@@ -40,6 +41,6 @@ def draw_mask_classification(image: np.ndarray, masks: np.ndarray,
     sample = DetDataSample(pred_instances=instances)
     visualizer = DetLocalVisualizer(name=f'mask_classification_{id(result)}', alpha=0.5)
     visualizer.dataset_meta = dict(classes=tuple(result.class_names))
-    visualizer.add_datasample('masks', image, sample, draw_gt=False, pred_score_thr=score_thr,
-                              out_file=out_file)
+    visualizer.add_datasample(
+        'masks', image, sample, draw_gt=False, pred_score_thr=score_thr, out_file=out_file)
     return visualizer.get_image()

@@ -14,8 +14,7 @@ from .vocabulary import (ADE20KInstanceVocabDataset, ADE20KPanopticVocabDataset,
 __all__ = [
     'ADE20K_150_AUTHORS_TEXT', 'ADE20K_150_CATEGORIES', 'ADE20K_150_CLASSES', 'label_map',
     'resolve_class_order', 'ADE20KInstanceVocabDataset', 'ADE20KPanopticVocabDataset',
-    'CocoPanopticVocabDataset', 'LabelVocabularyMixin',
-    'COCO_OVD_BASE_CLASSES', 'COCO_OVD_CLASSES', 'COCO_OVD_NOVEL_CLASSES', 'CocoOVDDataset',
-    'LVISV1OVDataset', 'lvis_natural_name', 'ADE20K847SegDataset', 'PascalContext59SegDataset',
-    'PascalContext459SegDataset'
+    'CocoPanopticVocabDataset', 'LabelVocabularyMixin', 'COCO_OVD_BASE_CLASSES', 'COCO_OVD_CLASSES',
+    'COCO_OVD_NOVEL_CLASSES', 'CocoOVDDataset', 'LVISV1OVDataset', 'lvis_natural_name',
+    'ADE20K847SegDataset', 'PascalContext59SegDataset', 'PascalContext459SegDataset'
 ]

@@ -1,84 +1,48 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
-"""The COCO 48/17 open-vocabulary split (OVR-CNN, XPM) for instance
-segmentation (MaskCLIP paper, Table 5).
+"""The COCO 48/17 open-vocabulary split for instance segmentation (paper Table 5).
 
-65 COCO categories are split into 48 base (seen in training) and 17 novel
-(target) classes (Bansal et al.'s zero-shot split, ECCV 2018). XPM (Huynh et al., CVPR
-2022), whose protocol MaskCLIP follows, evaluates three validation jsons
-made from ``instances_val2017.json`` by OVR-CNN's preparation script:
-
-=================  ==========  ==============  ===============================
-setting / split    vocabulary  scored classes  OVR-CNN / XPM json
-=================  ==========  ==============  ===============================
-constrained/novel  17 novel    17 novel        ``instances_val2017_unseen_2``
-constrained/base   48 base     48 base         ``instances_val2017_seen_2``
-generalized/all    all 65      all 65          ``instances_val2017_all_2``
-=================  ==========  ==============  ===============================
-
-Each json keeps the categories of its split (in COCO order), their
-annotations (crowd ones included) and **only the images with at least one
-annotation of the split**. Which images are kept matters: COCOeval counts a
-detection of class ``c`` on an image without ``c`` as a false positive, so
-evaluating all 5,000 images would lower the AP.
-
-XPM reports the mask AP at IoU 0.5 of each split (its ``AP50_split_seen`` /
-``AP50_split_unseen``, COCOeval with at most 100 detections per image),
-i.e. ``base_ap50`` / ``novel_ap50`` of mmdet's ``OVCocoMetric``; the
-generalized "All" column is the AP50 over the 65 classes (``segm_mAP_50``).
-``OVCocoMetric``'s split APs and ``segm_mAP_50`` use COCOeval's last
-``maxDets`` (``proposal_nums[-1]`` = 1000), so keep the model's instance
-top-k at 100 per image (MaskCLIP's ``max_per_image`` default) to match.
-
-:class:`CocoOVDDataset` builds any of the three directly from the standard
-``instances_val2017.json`` (or from mmdet's ``coco2ovd.py`` output
-``instances_val2017_all_2.json``, or from the jsons written by
-``tools/dataset_converters/coco_ovd_constrained.py``): the same images, the
-same instances and the same labels in every case. mmdet's ``CocoDataset``
-alone would keep all 5,000 images at test time (its ``filter_data`` returns
-everything in ``test_mode``), hence the image filter here.
+:class:`CocoOVDDataset` builds XPM's constrained novel / base and generalized
+validation sets from the standard ``instances_val2017.json``, keeping only the
+images with an annotation of the split. The protocol is in
+``docs/internals.md`` (COCO 48/17).
 """
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import mmengine
-from mmengine.fileio import get_local_path
-
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
+from mmengine.fileio import get_local_path
 
 #: The 48 base (seen) classes of the OVR-CNN split, in COCO category order.
-COCO_OVD_BASE_CLASSES: Tuple[str, ...] = (
-    'person', 'bicycle', 'car', 'motorcycle', 'train', 'truck', 'boat',
-    'bench', 'bird', 'horse', 'sheep', 'bear', 'zebra', 'giraffe', 'backpack',
-    'handbag', 'suitcase', 'frisbee', 'skis', 'kite', 'surfboard', 'bottle',
-    'fork', 'spoon', 'bowl', 'banana', 'apple', 'sandwich', 'orange',
-    'broccoli', 'carrot', 'pizza', 'donut', 'chair', 'bed', 'toilet', 'tv',
-    'laptop', 'mouse', 'remote', 'microwave', 'oven', 'toaster',
-    'refrigerator', 'book', 'clock', 'vase', 'toothbrush')
+COCO_OVD_BASE_CLASSES: Tuple[str,
+                             ...] = ('person', 'bicycle', 'car', 'motorcycle', 'train', 'truck',
+                                     'boat', 'bench', 'bird', 'horse', 'sheep', 'bear', 'zebra',
+                                     'giraffe', 'backpack', 'handbag', 'suitcase', 'frisbee',
+                                     'skis', 'kite', 'surfboard', 'bottle', 'fork', 'spoon', 'bowl',
+                                     'banana', 'apple', 'sandwich', 'orange', 'broccoli', 'carrot',
+                                     'pizza', 'donut', 'chair', 'bed', 'toilet', 'tv', 'laptop',
+                                     'mouse', 'remote', 'microwave', 'oven', 'toaster',
+                                     'refrigerator', 'book', 'clock', 'vase', 'toothbrush')
 
 #: The 17 novel (unseen, target) classes, in COCO category order.
-COCO_OVD_NOVEL_CLASSES: Tuple[str, ...] = (
-    'airplane', 'bus', 'cat', 'dog', 'cow', 'elephant', 'umbrella', 'tie',
-    'snowboard', 'skateboard', 'cup', 'knife', 'cake', 'couch', 'keyboard',
-    'sink', 'scissors')
+COCO_OVD_NOVEL_CLASSES: Tuple[str, ...] = ('airplane', 'bus', 'cat', 'dog', 'cow', 'elephant',
+                                           'umbrella', 'tie', 'snowboard', 'skateboard', 'cup',
+                                           'knife', 'cake', 'couch', 'keyboard', 'sink', 'scissors')
 
 _COCO80: Tuple[str, ...] = tuple(CocoDataset.METAINFO['classes'])
 _COCO80_PALETTE: List[tuple] = list(CocoDataset.METAINFO['palette'])
 
 #: All 65 classes of the split, in COCO category order (base and novel mixed).
 COCO_OVD_CLASSES: Tuple[str, ...] = tuple(
-    name for name in _COCO80
-    if name in COCO_OVD_BASE_CLASSES or name in COCO_OVD_NOVEL_CLASSES)
+    name for name in _COCO80 if name in COCO_OVD_BASE_CLASSES or name in COCO_OVD_NOVEL_CLASSES)
 
 COCO_OVD_SPLITS: Dict[str, Tuple[str, ...]] = dict(
-    base=COCO_OVD_BASE_CLASSES,
-    novel=COCO_OVD_NOVEL_CLASSES,
-    all=COCO_OVD_CLASSES)
+    base=COCO_OVD_BASE_CLASSES, novel=COCO_OVD_NOVEL_CLASSES, all=COCO_OVD_CLASSES)
 
 #: The splits each setting allows; the first one is the default.
 COCO_OVD_SETTINGS: Dict[str, Tuple[str, ...]] = dict(
-    generalized=('all', ),
-    constrained=('novel', 'base'))
+    generalized=('all', ), constrained=('novel', 'base'))
 
 
 def coco_ovd_vocabulary(setting: str = 'generalized',
@@ -107,9 +71,7 @@ def coco_ovd_vocabulary(setting: str = 'generalized',
     return COCO_OVD_SPLITS[split]
 
 
-def filter_coco_split(coco: dict,
-                      class_names: Sequence[str],
-                      progress: bool = False) -> dict:
+def filter_coco_split(coco: dict, class_names: Sequence[str], progress: bool = False) -> dict:
     """Keep the categories ``class_names`` of a COCO instances json.
 
     The OVR-CNN / XPM rule: the categories named in ``class_names`` (json
@@ -130,16 +92,14 @@ def filter_coco_split(coco: dict,
     categories = [cat for cat in coco['categories'] if cat['name'] in names]
     missing = names - {cat['name'] for cat in categories}
     if missing:
-        raise ValueError(
-            f'categories missing from the json: {sorted(missing)}')
+        raise ValueError(f'categories missing from the json: {sorted(missing)}')
     cat_ids = {cat['id'] for cat in categories}
     anns = coco['annotations']
     if progress:
         anns = mmengine.track_iter_progress(anns)
     annotations = [ann for ann in anns if ann['category_id'] in cat_ids]
     img_ids = {ann['image_id'] for ann in annotations}
-    out = {k: v for k, v in coco.items()
-           if k not in ('categories', 'annotations', 'images')}
+    out = {k: v for k, v in coco.items() if k not in ('categories', 'annotations', 'images')}
     out['images'] = [img for img in coco['images'] if img['id'] in img_ids]
     out['annotations'] = annotations
     out['categories'] = categories
@@ -213,11 +173,12 @@ class CocoOVDDataset(CocoDataset):
         metainfo = dict(kwargs.pop('metainfo', None) or {})
         for key in ('classes', 'base_classes', 'novel_classes'):
             if key in metainfo and tuple(metainfo[key]) != fixed[key]:
-                raise ValueError(
-                    f"metainfo['{key}'] of CocoOVDDataset is set by setting="
-                    f"{setting!r}, split={self.split!r}; do not override it")
-        metainfo.update({k: v for k, v in fixed.items()
-                         if k != 'palette' or 'palette' not in metainfo})
+                raise ValueError(f"metainfo['{key}'] of CocoOVDDataset is set by setting="
+                                 f'{setting!r}, split={self.split!r}; do not override it')
+        metainfo.update({
+            k: v
+            for k, v in fixed.items() if k != 'palette' or 'palette' not in metainfo
+        })
         super().__init__(*args, metainfo=metainfo, **kwargs)
 
     def _vocabulary_cat_ids(self) -> List[int]:
@@ -228,18 +189,16 @@ class CocoOVDDataset(CocoDataset):
         """
         classes = tuple(self.metainfo['classes'])
         wanted = set(classes)
-        kept = [cat for cat in self.coco.dataset['categories']
-                if cat['name'] in wanted]
+        kept = [cat for cat in self.coco.dataset['categories'] if cat['name'] in wanted]
         names = [cat['name'] for cat in kept]
         missing = [name for name in classes if name not in names]
         if missing:
             raise ValueError(f"'{self.ann_file}' lacks the categories "
                              f'{missing} of the {self.setting} setting')
         if tuple(names) != classes:
-            raise ValueError(
-                f"the categories of '{self.ann_file}' repeat or reorder the "
-                'vocabulary; mmdet numbers labels in json order, so this json '
-                f'would label them as {names}')
+            raise ValueError(f"the categories of '{self.ann_file}' repeat or reorder the "
+                             'vocabulary; mmdet numbers labels in json order, so this json '
+                             f'would label them as {names}')
         return [cat['id'] for cat in kept]
 
     def load_data_list(self) -> List[dict]:
@@ -249,8 +208,7 @@ class CocoOVDDataset(CocoDataset):
             list[dict]: One data info per kept image (see
             ``CocoDataset.parse_data_info``).
         """
-        with get_local_path(
-                self.ann_file, backend_args=self.backend_args) as local_path:
+        with get_local_path(self.ann_file, backend_args=self.backend_args) as local_path:
             self.coco = self.COCOAPI(local_path)
         self.cat_ids = self._vocabulary_cat_ids()
         self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
@@ -266,12 +224,11 @@ class CocoOVDDataset(CocoDataset):
             img_info = dict(self.coco.load_imgs([img_id])[0], img_id=img_id)
             img_ann_ids = self.coco.get_ann_ids(img_ids=[img_id])
             ann_ids.extend(img_ann_ids)
-            data_list.append(self.parse_data_info(dict(
-                raw_img_info=img_info,
-                raw_ann_info=self.coco.load_anns(img_ann_ids))))
+            data_list.append(
+                self.parse_data_info(
+                    dict(raw_img_info=img_info, raw_ann_info=self.coco.load_anns(img_ann_ids))))
         if self.ANN_ID_UNIQUE and len(set(ann_ids)) != len(ann_ids):
-            raise ValueError(
-                f"annotation ids in '{self.ann_file}' are not unique")
+            raise ValueError(f"annotation ids in '{self.ann_file}' are not unique")
         del self.coco
         return data_list
 

@@ -1,38 +1,13 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
-"""LVIS v1 with text prompts for an open-vocabulary model (MaskCLIP paper,
-Table 4, LVIS columns).
+"""LVIS v1 with text prompts for an open-vocabulary model (paper Table 4).
 
-mmdet's ``LVISV1Dataset`` already supports ``return_classes=True`` (it is a
-``CocoDataset``, whose ``parse_data_info`` puts ``metainfo['classes']`` into
-each sample's ``text``), and ``LVISMetric(metric='segm')`` scores
-``pred_instances`` with the official LVIS API: AP, AP50, AP75, APs/m/l and
-APr/APc/APf over the rare / common / frequent categories (``frequency`` in
-the json). Two protocol notes:
-
-- LVIS allows at most **300** detections per image: ``LVISResults`` keeps
-  the 300 best-scored ones and drops the rest, so set the model's instance
-  top-k (``max_per_image`` of MaskCLIP's post-processor) to 300, not
-  COCO's 100, or the AP is underestimated.
-- LVIS is federated: a detection of class ``c`` counts only on images where
-  ``c`` is annotated or listed in ``neg_category_ids``; detections of
-  classes in ``not_exhaustive_category_ids`` that match no ground truth are
-  not false positives.
-
-The LVIS API on PyPI (``lvis`` 0.5.3, the one installed) calls
-``np.float`` in ``LVISEval.accumulate``, an alias NumPy 1.24 removed, so
-mmdet's ``LVISMetric`` raises ``AttributeError`` for ``bbox`` / ``segm``
-with NumPy >= 1.24. :class:`mmmaskclip.evaluation.LVISCompatMetric` is ``LVISMetric`` with
-the alias restored during its computation only.
-
-The LVIS class names are synset-style (``'bow_(weapon)'``,
-``'teddy_bear'``). :class:`LVISV1OVDataset` is ``LVISV1Dataset`` plus an
-option to give the text encoder natural phrases instead (``'bow (weapon)'``,
-``'teddy bear'``); only ``text`` changes, never ``metainfo['classes']``, the
-labels or the metric.
+:class:`LVISV1OVDataset` is mmdet's ``LVISV1Dataset`` with an option to give the
+text encoder natural phrases (``'teddy bear'`` for ``'teddy_bear'``). Protocol
+notes (300 detections per image, federated scoring, the ``np.float`` fix of
+:class:`mmmaskclip.evaluation.LVISCompatMetric`) are in ``docs/internals.md``.
 """
 import re
 from typing import Tuple
-
 
 from mmdet.datasets import LVISV1Dataset
 from mmdet.registry import DATASETS
@@ -114,10 +89,9 @@ class LVISV1OVDataset(LVISV1Dataset):
         data_list = super().load_data_list()
         num_classes = len(self.metainfo['classes'])
         if len(self.cat_ids) != num_classes:
-            raise ValueError(
-                f"'{self.ann_file}' has {len(self.cat_ids)} categories but "
-                f"metainfo['classes'] names {num_classes}; pass "
-                "metainfo=dict(classes=...) in the json's category order")
+            raise ValueError(f"'{self.ann_file}' has {len(self.cat_ids)} categories but "
+                             f"metainfo['classes'] names {num_classes}; pass "
+                             "metainfo=dict(classes=...) in the json's category order")
         return data_list
 
     def parse_data_info(self, raw_data_info: dict) -> dict:

@@ -1,40 +1,9 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
-"""Semantic-segmentation benchmarks of MaskCLIP's Table 2 as mmdet datasets.
+"""Semantic-segmentation benchmarks of paper Table 2 as mmdet datasets.
 
-mmdet 3.3.0 ships ``ADE20KSegDataset`` (A-150) only; this module adds
-ADE20K-full (A-847), PASCAL Context 59 (PC-59) and PASCAL Context 459
-(PC-459), registered in mmdet's ``DATASETS``. Each dataset puts the class
-names into every sample's ``text`` when built with ``return_classes=True``
-(pack them with ``PackDetInputs(meta_keys=(..., 'text'))``), and states in
-its metainfo the ``ignore_index`` of its label maps:
-
-* ``ADE20K847SegDataset``: 847 classes, uint16 maps 0..846, ignore 65535,
-  ``reduce_zero_label=False``;
-* ``PascalContext59SegDataset``: 59 classes, uint8 maps with 0 =
-  background, ``reduce_zero_label=True``, ignore 255;
-* ``PascalContext459SegDataset``: 459 classes, uint16 maps 0..458, ignore
-  65535, ``reduce_zero_label=False``.
-
-Label maps above 255 need care at every step:
-
-* ``LoadAnnotations(with_seg=True)`` of mmdet decodes with
-  ``flag='unchanged'``: uint16 PNGs stay uint16 (mmseg's casts to uint8).
-  Give it ``ignore_index=65535`` so that ``gt_sem_seg.ignore_index`` is
-  right; its ``reduce_zero_label`` works for uint16 too.
-* ``PackDetInputs`` keeps the dtype: ``gt_sem_seg.sem_seg`` is a
-  ``torch.uint16`` tensor, which supports few ops (comparisons, indexing,
-  ``unique``, ``F.pad``; not ``max``, ``masked_fill``, ``bincount`` nor
-  ``F.interpolate``): models cast it (``.long()``) before use.
-* ``DetDataPreprocessor(pad_seg=True, seg_pad_value=65535)`` - the default
-  pad value 255 would be a real class here (it pads in training only and
-  drops the ``ignore_index`` metainfo of ``gt_sem_seg``); likewise
-  ``Pad(pad_val=dict(seg=65535))`` in a pipeline.
-* mmdet's ``SemSegMetric`` has **no** ``ignore_index`` argument: it reads
-  ``pred_sem_seg.ignore_index`` (metainfo of the prediction ``PixelData``)
-  and falls back to 255. The model (or a metric wrapper) must set it from
-  ``dataset_meta['ignore_index']`` (or ``gt_sem_seg.ignore_index``), or the
-  ignored pixels of A-847 / PC-459 count as errors. Its ``output_dir``
-  writes uint8 PNGs, which wraps labels above 255.
+Adds ADE20K-847, PASCAL Context 59 and PASCAL Context 459 (mmdet ships A-150
+only). Each states the ``ignore_index`` of its label maps in its metainfo;
+what uint16 label maps need at each pipeline step is in ``docs/internals.md``.
 """
 from typing import List, Optional
 
@@ -117,9 +86,7 @@ class ADE20K847SegDataset(VocabularySegDataset):
     """
 
     METAINFO = dict(
-        classes=ADE20K_847_CLASSES,
-        ignore_index=UINT16_IGNORE_INDEX,
-        reduce_zero_label=False)
+        classes=ADE20K_847_CLASSES, ignore_index=UINT16_IGNORE_INDEX, reduce_zero_label=False)
 
     def __init__(self,
                  img_suffix: str = '.jpg',
@@ -127,14 +94,9 @@ class ADE20K847SegDataset(VocabularySegDataset):
                  data_prefix: Optional[dict] = None,
                  **kwargs) -> None:
         if data_prefix is None:
-            data_prefix = dict(
-                img_path='images/validation',
-                seg_map_path='annotations/validation')
+            data_prefix = dict(img_path='images/validation', seg_map_path='annotations/validation')
         super().__init__(
-            img_suffix=img_suffix,
-            seg_map_suffix=seg_map_suffix,
-            data_prefix=data_prefix,
-            **kwargs)
+            img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, data_prefix=data_prefix, **kwargs)
 
 
 @DATASETS.register_module()
@@ -171,9 +133,7 @@ class PascalContext59SegDataset(VocabularySegDataset):
     """
 
     METAINFO = dict(
-        classes=PASCAL_CONTEXT_59_CLASSES,
-        ignore_index=UINT8_IGNORE_INDEX,
-        reduce_zero_label=True)
+        classes=PASCAL_CONTEXT_59_CLASSES, ignore_index=UINT8_IGNORE_INDEX, reduce_zero_label=True)
     SEG_MAP_DIR = 'SegmentationClassContext'
 
     def __init__(self,
@@ -183,8 +143,7 @@ class PascalContext59SegDataset(VocabularySegDataset):
                  data_prefix: Optional[dict] = None,
                  **kwargs) -> None:
         if data_prefix is None:
-            data_prefix = dict(
-                img_path='JPEGImages', seg_map_path=self.SEG_MAP_DIR)
+            data_prefix = dict(img_path='JPEGImages', seg_map_path=self.SEG_MAP_DIR)
         super().__init__(
             ann_file=ann_file,
             img_suffix=img_suffix,

@@ -2,10 +2,9 @@
 """A progress bar over the test (and validation) images."""
 from typing import Optional, Sequence
 
+from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.utils import ProgressBar
-
-from mmdet.registry import HOOKS
 
 
 @HOOKS.register_module()
@@ -38,7 +37,10 @@ class TestProgressBarHook(Hook):
     def before_test_epoch(self, runner) -> None:
         self._start(runner, runner.test_dataloader)
 
-    def after_test_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_test_iter(self,
+                        runner,
+                        batch_idx: int,
+                        data_batch=None,
                         outputs: Optional[Sequence] = None) -> None:
         self._step(runner)
 
@@ -48,7 +50,10 @@ class TestProgressBarHook(Hook):
     def before_val_epoch(self, runner) -> None:
         self._start(runner, runner.val_dataloader)
 
-    def after_val_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_val_iter(self,
+                       runner,
+                       batch_idx: int,
+                       data_batch=None,
                        outputs: Optional[Sequence] = None) -> None:
         self._step(runner)
 

@@ -1,9 +1,8 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """An optimizer constructor that hands the optimizer trainable parameters only."""
 import torch.nn as nn
-from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
-
 from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -30,10 +29,9 @@ class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     def __call__(self, model: nn.Module) -> OptimWrapper:
         module = model.module if hasattr(model, 'module') else model
         if not any(p.requires_grad for p in module.parameters()):
-            raise ValueError(
-                f'{type(module).__name__} has no trainable parameters (e.g. MaskCLIP '
-                'without Relative Mask Attention layers is training-free): there is '
-                'nothing to train; run tools/test.py instead.')
+            raise ValueError(f'{type(module).__name__} has no trainable parameters (e.g. MaskCLIP '
+                             'without Relative Mask Attention layers is training-free): there is '
+                             'nothing to train; run tools/test.py instead.')
         optim_wrapper = super().__call__(model)
         optimizer = optim_wrapper.optimizer
         groups = []

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Dict, Iterator
 
 import numpy as np
-
 from mmdet.evaluation import LVISMetric
 from mmdet.registry import METRICS
 

@@ -15,9 +15,9 @@ import copy
 from typing import Dict, List, Sequence, Union
 
 import torch
-
 from mmdet.evaluation import CocoMetric, SemSegMetric
 from mmdet.registry import METRICS
+
 from ..datasets.ade20k_150 import label_map, resolve_class_order
 
 ClassOrder = Union[str, Sequence[str]]
@@ -44,8 +44,8 @@ class GTIgnoreSemSegMetric(SemSegMetric):
         for sample in data_samples:
             ignore = sample.get('gt_sem_seg', {}).get('ignore_index')
             if ignore is not None:
-                sample = dict(sample, pred_sem_seg=dict(sample['pred_sem_seg'],
-                                                        ignore_index=ignore))
+                sample = dict(
+                    sample, pred_sem_seg=dict(sample['pred_sem_seg'], ignore_index=ignore))
             samples.append(sample)
         super().process(data_batch, samples)
 
@@ -118,8 +118,8 @@ class ReorderedCocoMetric(CocoMetric):
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         """Fix the label -> category id map, then the parent's."""
-        names: List[str] = list(self.dataset_meta.get('thing_classes')
-                                or self.dataset_meta['classes'])
+        names: List[str] = list(
+            self.dataset_meta.get('thing_classes') or self.dataset_meta['classes'])
         cat_ids = label_map(names, self.class_order)
         missing = sorted(set(cat_ids) - set(self._coco_api.get_cat_ids()))
         if missing:

@@ -10,8 +10,8 @@ import contextlib
 import os.path as osp
 import socket
 import threading
-from urllib.parse import urlparse
 from typing import Optional, Union
+from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
@@ -37,7 +37,7 @@ def _tag_hint(name: str, tag: str, cache_dir: Optional[str]) -> str:
         from huggingface_hub import constants
         where = cache_dir or constants.HF_HUB_CACHE
         return (f'download {filename} of the Hugging Face hub repo {repo} (a machine with '
-                f"network fills {where} by running this once), or put that file anywhere "
+                f'network fills {where} by running this once), or put that file anywhere '
                 f"and pass pretrained='/path/to/{filename}'")
     source = cfg.get('url') or '?'
     where = cache_dir or osp.expanduser('~/.cache/clip')
@@ -145,8 +145,8 @@ def build_clip_model(clip: ClipConfig) -> nn.Module:
             model_cfg is not None or not open_clip.get_pretrained_cfg(name, pretrained)):
         tags = open_clip.list_pretrained_tags_by_model(name) if name else []
         raise CLIPWeightsNotFoundError(
-            f"CLIP weights '{pretrained}' are neither a file nor an open_clip tag"
-            + (f" of '{name}' (known tags: {tags})." if name else '.'))
+            f"CLIP weights '{pretrained}' are neither a file nor an open_clip tag" +
+            (f" of '{name}' (known tags: {tags})." if name else '.'))
 
     if model_cfg is not None:
         model = open_clip.CLIP(**model_cfg)
@@ -165,13 +165,12 @@ def build_clip_model(clip: ClipConfig) -> nn.Module:
             if pretrained and not osp.isfile(pretrained):
                 raise CLIPWeightsNotFoundError(
                     f"Could not get open_clip weights '{pretrained}' of '{name}' "
-                    f'(offline, or not cached): {_tag_hint(name, pretrained, cache_dir)}.'
-                ) from err
+                    f'(offline, or not cached): {_tag_hint(name, pretrained, cache_dir)}.') from err
             raise
     if url:
         _load_url_weights(model, url)
-    setattr(model, TOKENIZER_ATTR, name if name is not None else dict(
-        model_cfg.get('text_cfg') or {}))
+    setattr(model, TOKENIZER_ATTR,
+            name if name is not None else dict(model_cfg.get('text_cfg') or {}))
     return model.eval()
 
 
@@ -191,9 +190,11 @@ def _tokenizer_from_text_cfg(text_cfg: dict):
     hf_name = text_cfg.get('hf_tokenizer_name')
     if not hf_name:
         return open_clip.SimpleTokenizer(context_length=context_length, **kwargs)
-    return open_clip.tokenizer.HFTokenizer(hf_name, context_length=context_length,
-                                           tokenizer_mode=text_cfg.get('tokenizer_mode'),
-                                           **kwargs)
+    return open_clip.tokenizer.HFTokenizer(
+        hf_name,
+        context_length=context_length,
+        tokenizer_mode=text_cfg.get('tokenizer_mode'),
+        **kwargs)
 
 
 def clip_tokenizer(model: nn.Module, tokenizer: Optional[str] = None):

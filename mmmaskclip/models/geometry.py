@@ -65,8 +65,11 @@ def to_batch_geometry(logits: Tensor, meta: dict, batch_size: Tuple[int, int]) -
     return F.pad(logits, (0, pad_w, 0, pad_h), value=PAD_MASK_LOGIT)
 
 
-def to_original_geometry(logits: Tensor, meta: dict, batch_size: Tuple[int, int],
-                         out_size: Tuple[int, int], chunk_size: int = 16) -> Tensor:
+def to_original_geometry(logits: Tensor,
+                         meta: dict,
+                         batch_size: Tuple[int, int],
+                         out_size: Tuple[int, int],
+                         chunk_size: int = 16) -> Tensor:
     """Batch logits ``(M, h, w)`` covering the padded batch -> ``(M, *out_size)``
     over the original image (the inverse of :func:`to_batch_geometry`).
 
@@ -90,7 +93,8 @@ def to_original_geometry(logits: Tensor, meta: dict, batch_size: Tuple[int, int]
 
 
 # ------------------------------------------------------------- encoder frame
-def encoder_size(batch_size: Sequence[int], patch_size: Sequence[int],
+def encoder_size(batch_size: Sequence[int],
+                 patch_size: Sequence[int],
                  input_size: Optional[Sequence[int]] = None) -> Tuple[int, int]:
     """Size ``(He, We)`` of the encoder input for a padded batch ``(Hp, Wp)``.
 
@@ -108,7 +112,9 @@ def encoder_size(batch_size: Sequence[int], patch_size: Sequence[int],
     return math.ceil(batch_h / ph) * ph, math.ceil(batch_w / pw) * pw
 
 
-def resize_images(images: Tensor, size: Tuple[int, int], mode: str = 'bicubic',
+def resize_images(images: Tensor,
+                  size: Tuple[int, int],
+                  mode: str = 'bicubic',
                   antialias: bool = True) -> Tensor:
     """The one resize rule of CLIP inputs: ``(B, 3, h, w)`` -> ``(B, 3, *size)``.
 
@@ -120,12 +126,18 @@ def resize_images(images: Tensor, size: Tuple[int, int], mode: str = 'bicubic',
     if tuple(images.shape[-2:]) == size:
         return images
     align = None if mode in ('nearest', 'area') else False
-    return F.interpolate(images, size=size, mode=mode, align_corners=align,
-                         antialias=antialias and mode in ('bilinear', 'bicubic'))
+    return F.interpolate(
+        images,
+        size=size,
+        mode=mode,
+        align_corners=align,
+        antialias=antialias and mode in ('bilinear', 'bicubic'))
 
 
-def images_to_encoder(images: Tensor, patch_size: Sequence[int],
-                      input_size: Optional[Sequence[int]] = None, mode: str = 'bicubic',
+def images_to_encoder(images: Tensor,
+                      patch_size: Sequence[int],
+                      input_size: Optional[Sequence[int]] = None,
+                      mode: str = 'bicubic',
                       antialias: bool = True) -> Tensor:
     """Normalised padded batch ``(B, 3, Hp, Wp)`` -> encoder input ``(B, 3, He, We)``:
     squashed to ``input_size`` with :func:`resize_images`, or zero-padded
@@ -138,7 +150,9 @@ def images_to_encoder(images: Tensor, patch_size: Sequence[int],
     return F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images
 
 
-def masks_to_encoder(mask_logits: Tensor, batch_size: Sequence[int], patch_size: Sequence[int],
+def masks_to_encoder(mask_logits: Tensor,
+                     batch_size: Sequence[int],
+                     patch_size: Sequence[int],
                      input_size: Optional[Sequence[int]] = None,
                      antialias: bool = True) -> Tensor:
     """Mask logits covering the padded batch -> the encoder frame, exactly as
@@ -168,7 +182,8 @@ def masks_to_encoder(mask_logits: Tensor, batch_size: Sequence[int], patch_size:
     return mask_logits
 
 
-def masks_from_encoder(mask_logits: Tensor, batch_size: Sequence[int],
+def masks_from_encoder(mask_logits: Tensor,
+                       batch_size: Sequence[int],
                        input_size: Optional[Sequence[int]] = None) -> Tensor:
     """Encoder-frame masks ``(B, M, He, We)`` -> masks that cover exactly the
     padded batch, without upsampling: the patch padding is cropped off (a

@@ -1,14 +1,13 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 from typing import Any
 
-from .checkpoint import (get_runner_checkpoint_globals,
-                         install_checkpoint_allowlist,
+from .checkpoint import (get_runner_checkpoint_globals, install_checkpoint_allowlist,
                          runner_checkpoint_globals)
 from .config import resolve_config_path
 
 __all__ = [
-    'RUNNER_CHECKPOINT_GLOBALS', 'get_runner_checkpoint_globals',
-    'install_checkpoint_allowlist', 'runner_checkpoint_globals', 'resolve_config_path'
+    'RUNNER_CHECKPOINT_GLOBALS', 'get_runner_checkpoint_globals', 'install_checkpoint_allowlist',
+    'runner_checkpoint_globals', 'resolve_config_path'
 ]
 
 

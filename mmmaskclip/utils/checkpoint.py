@@ -1,29 +1,11 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """Scoped ``weights_only`` allow-list for mmengine Runner checkpoints.
 
-Since torch 2.6, :func:`torch.load` defaults to ``weights_only=True``, which
-only unpickles tensors, containers and allow-listed globals. mmengine 0.10.7
-calls :func:`torch.load` without ``weights_only``, and the checkpoints its
-``Runner`` writes contain the message hub, whose ``HistoryBuffer`` objects
-pickle numpy arrays and (through ``getattr``) their statistics methods. As a
-result ``Runner.resume``, ``load_from`` and
-:func:`mmengine.runner.load_checkpoint` fail with
-``Unsupported global: GLOBAL mmengine.logging.history_buffer.HistoryBuffer``.
-
-Rather than falling back to ``weights_only=False`` or extending torch's
-process-wide allow-list, this module allow-lists exactly the globals that
-Runner checkpoints need, and only while one of mmengine's checkpoint loaders
-(``CheckpointLoader._schemes``) runs. mmengine's loading paths (``Runner``
-resume and ``load_from``, ``load_checkpoint``, ``_load_checkpoint``,
-``Pretrained`` init, ``FlexibleRunner`` with its single-device, DDP and FSDP
-strategies) all dispatch through ``CheckpointLoader.load_checkpoint`` to one
-of these loaders; the DeepSpeed strategy loads through DeepSpeed instead.
-
-``builtins.getattr`` is not allow-listed as such: the name is mapped to
-:func:`_restricted_getattr`, which only resolves public methods of
-``HistoryBuffer``. Allowing the real ``getattr`` would let a malicious file
-reach any attribute of any allow-listed object (and from there, for instance,
-the ``builtins`` module).
+torch >= 2.6 loads with ``weights_only=True``, which rejects the message hub
+that mmengine's Runner checkpoints pickle. This module allow-lists exactly the
+globals those checkpoints need, only while one of mmengine's checkpoint
+loaders runs, and maps ``getattr`` to a restricted one. Why and how:
+``docs/internals.md`` (the checkpoint allow-list).
 """
 import contextlib
 import functools
@@ -68,13 +50,11 @@ def _restricted_getattr(obj: Any, name: str) -> Callable:
     from pickle import UnpicklingError
 
     from mmengine.logging.history_buffer import HistoryBuffer
-    if (obj is HistoryBuffer and isinstance(name, str)
-            and not name.startswith('_')
+    if (obj is HistoryBuffer and isinstance(name, str) and not name.startswith('_')
             and isinstance(vars(HistoryBuffer).get(name), types.FunctionType)):
         return getattr(HistoryBuffer, name)
-    raise UnpicklingError(
-        f'getattr({obj!r}, {name!r}) is not allowed while loading an '
-        'mmengine checkpoint: only methods of HistoryBuffer are.')
+    raise UnpicklingError(f'getattr({obj!r}, {name!r}) is not allowed while loading an '
+                          'mmengine checkpoint: only methods of HistoryBuffer are.')
 
 
 def get_runner_checkpoint_globals() -> List[SafeGlobal]:
@@ -124,8 +104,7 @@ def get_runner_checkpoint_globals() -> List[SafeGlobal]:
         _globals_cache = [HistoryBuffer, np.ndarray, np.dtype]
         for obj in (reconstruct, scalar):
             for package in ('numpy.core', 'numpy._core'):
-                _globals_cache.append(
-                    (obj, f'{package}.multiarray.{obj.__name__}'))
+                _globals_cache.append((obj, f'{package}.multiarray.{obj.__name__}'))
         # Instances of the dtype classes are rebuilt with ``BUILD``, which
         # torch only applies to allow-listed types.
         _globals_cache += [
@@ -168,10 +147,7 @@ def runner_checkpoint_globals() -> Iterator[None]:
     with _lock:
         if _depth == 0:
             present = set(torch.serialization.get_safe_globals())
-            missing = [
-                item for item in get_runner_checkpoint_globals()
-                if item not in present
-            ]
+            missing = [item for item in get_runner_checkpoint_globals() if item not in present]
             _active = torch.serialization.safe_globals(missing)
             _active.__enter__()
         _depth += 1

@@ -17,8 +17,10 @@ def resolve_config_path(path: str) -> str:
         return path
     relpath = path[len(PREFIX):]
     package = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    candidates = [osp.join(package, '.mim', 'configs', relpath),
-                  osp.join(osp.dirname(package), 'configs', relpath)]
+    candidates = [
+        osp.join(package, '.mim', 'configs', relpath),
+        osp.join(osp.dirname(package), 'configs', relpath)
+    ]
     for candidate in candidates:
         if osp.isfile(candidate):
             return candidate

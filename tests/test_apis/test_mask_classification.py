@@ -14,7 +14,8 @@ from mmmaskclip.apis import (classify_masks, draw_mask_classification, init_mask
                              load_masks)
 
 CONFIGS = {
-    'maskclip': osp.join(REPO, 'configs/maskclip/maskclip-wo-rma_vit-l-14-336_coco-panoptic-val.py'),
+    'maskclip': osp.join(REPO,
+                         'configs/maskclip/maskclip-wo-rma_vit-l-14-336_coco-panoptic-val.py'),
     'baseline': osp.join(REPO, 'configs/maskclip/clip-baseline_vit-l-14-336_coco-panoptic-val.py'),
 }
 VOCAB = ['cat', 'dog, puppy', 'red car']
@@ -24,8 +25,10 @@ def tiny_options(tmp_path, clip):
     """--cfg-options that swap ViT-L for the tiny CLIP saved to a file."""
     path = str(tmp_path / 'tiny_clip.pt')
     torch.save(clip.state_dict(), path)
-    return {'model.clip': dict(_delete_=True, model_cfg=tiny_clip_cfg(), pretrained=path),
-            'model.encoder_input_size': (64, 64)}
+    return {
+        'model.clip': dict(_delete_=True, model_cfg=tiny_clip_cfg(), pretrained=path),
+        'model.encoder_input_size': (64, 64)
+    }
 
 
 def write_scene(tmp_path, height=48):
@@ -66,8 +69,7 @@ def test_full_mask_equals_clip_zero_shot(variant, tiny_clip, tmp_path):
 
 def test_classify_masks_and_draw(tiny_clip, tmp_path):
     img_path, label_path, label = write_scene(tmp_path)
-    model = init_mask_classifier(CONFIGS['maskclip'],
-                                 cfg_options=tiny_options(tmp_path, tiny_clip))
+    model = init_mask_classifier(CONFIGS['maskclip'], cfg_options=tiny_options(tmp_path, tiny_clip))
     assert type(model).__name__ == 'MaskCLIP' and model.proposer.__class__.__name__ == \
         'GivenMaskProposer'
     result = classify_masks(model, img_path, label_path, VOCAB)
@@ -82,8 +84,8 @@ def test_classify_masks_and_draw(tiny_clip, tmp_path):
     again = classify_masks(model, np.asarray(Image.open(img_path)), small, VOCAB)
     np.testing.assert_allclose(again.probs, result.probs, atol=1e-4)
     out = tmp_path / 'vis.png'
-    drawn = draw_mask_classification(np.asarray(Image.open(img_path)), load_masks(label_path),
-                                     result, out_file=str(out))
+    drawn = draw_mask_classification(
+        np.asarray(Image.open(img_path)), load_masks(label_path), result, out_file=str(out))
     assert out.exists() and drawn.shape == (48, 80, 3)
     assert (drawn != np.asarray(Image.open(img_path))).any()
     with pytest.raises(TypeError, match='list of names'):
@@ -94,19 +96,20 @@ def test_same_probabilities_as_maskclip_on_a_dataset(tiny_clip, tmp_path):
     """classify_masks equals MaskCLIP.predict run as tools/test.py runs it:
     the config's dataset pipeline, data preprocessor and test_step, with the
     masks as the sample's given proposals."""
+    from mmdet.registry import DATASETS
     from mmengine.dataset import pseudo_collate
     from mmengine.structures import InstanceData
     from synthetic_coco import write_coco_panoptic
-
-    from mmdet.registry import DATASETS
-    data = write_coco_panoptic(str(tmp_path / 'coco'), num_images=1, image_size=(48, 80),
-                               split='val2017')
-    model = init_mask_classifier(CONFIGS['maskclip'],
-                                 cfg_options=tiny_options(tmp_path, tiny_clip))
+    data = write_coco_panoptic(
+        str(tmp_path / 'coco'), num_images=1, image_size=(48, 80), split='val2017')
+    model = init_mask_classifier(CONFIGS['maskclip'], cfg_options=tiny_options(tmp_path, tiny_clip))
     dataset_cfg = Config.fromfile(CONFIGS['maskclip']).test_dataloader.dataset
-    dataset_cfg.update(data_root=data['data_root'], ann_file=data['ann_file'],
-                       data_prefix=data['data_prefix'], metainfo=data['metainfo'],
-                       test_mode=True)
+    dataset_cfg.update(
+        data_root=data['data_root'],
+        ann_file=data['ann_file'],
+        data_prefix=data['data_prefix'],
+        metainfo=data['metainfo'],
+        test_mode=True)
     sample = DATASETS.build(dataset_cfg)[0]
     image = sample['data_samples'].img_path
     masks = np.stack([np.ones((48, 80), bool), np.eye(48, 80, dtype=bool)])
@@ -145,9 +148,11 @@ def test_demo_script(tiny_clip, tmp_path, capsys):
     cfg = tmp_path / 'tiny.py'
     cfg.write_text(f"_base_ = ['{CONFIGS['maskclip']}']\n"
                    f'model = dict(clip=dict(_delete_=True, model_cfg={tiny_clip_cfg()!r}, '
-                   f"pretrained={path!r}), encoder_input_size=(64, 64))\n")
+                   f'pretrained={path!r}), encoder_input_size=(64, 64))\n')
     out = tmp_path / 'out.png'
-    assert demo.main([img_path, label_path, '--vocab', 'cat', 'dog', '--config', str(cfg),
-                      '--out', str(out)]) == 0
+    assert demo.main(
+        [img_path, label_path, '--vocab', 'cat', 'dog', '--config',
+         str(cfg), '--out',
+         str(out)]) == 0
     assert out.exists()
     assert 'mask   1:' in capsys.readouterr().out

@@ -25,9 +25,13 @@ def tiny_config(tmp_path_factory):
     torch.save(make_tiny_clip().state_dict(), clip_path)
     detector = Config.fromfile(osp.join(REPO, M2F)).model
     shrink_mask2former(detector)
-    cfg = tiny_maskclip_cfg(str(tmp / 'work'), data, clip_path, max_iters=1,
-                            proposer=dict(type='DetectorProposer', detector=detector),
-                            evaluate=True)
+    cfg = tiny_maskclip_cfg(
+        str(tmp / 'work'),
+        data,
+        clip_path,
+        max_iters=1,
+        proposer=dict(type='DetectorProposer', detector=detector),
+        evaluate=True)
     cfg.test_dataloader.dataset.pipeline.insert(
         1, dict(type='Resize', scale=(96, 96), keep_ratio=True))
     cfg.visualizer = dict(type='DetLocalVisualizer', name='visualizer')
@@ -40,17 +44,20 @@ def test_inferencer_segments_and_draws(tiny_config, tmp_path):
     """The inferencer's predictions for a vocabulary are MaskCLIP's on the
     same image read through the config's dataset (tools/test.py's path), and
     they are drawn at the original size."""
+    from mmdet.registry import DATASETS
     from mmengine.dataset import pseudo_collate
     from PIL import Image
-
-    from mmdet.registry import DATASETS
     config, image = tiny_config
     inferencer = MaskCLIPInferencer(config, device='cpu', show_progress=False)
     cfg = Config.fromfile(config)
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     texts, stuff = dataset.metainfo['thing_classes'], dataset.metainfo['stuff_classes']
-    out = inferencer(image, texts=list(texts), stuff_texts=list(stuff), out_dir=str(tmp_path),
-                     return_datasamples=True)
+    out = inferencer(
+        image,
+        texts=list(texts),
+        stuff_texts=list(stuff),
+        out_dir=str(tmp_path),
+        return_datasamples=True)
     sample = out['predictions'][0]
     ref = inferencer.model.test_step(pseudo_collate([dataset[0]]))[0]
     assert sample.pred_panoptic_seg.sem_seg.shape[-2:] == (64, 80)  # the original size
@@ -75,7 +82,10 @@ def test_inferencer_rejects_bad_vocabularies(tiny_config):
 def test_image_demo(tiny_config, tmp_path, task):
     demo = load_script('tools/demo/image_demo.py')
     config, image = tiny_config
-    assert demo.main([image, '--texts', 'rabbit', '--stuff-texts', 'sky', '--config', config,
-                      '--task', task, '--out-dir', str(tmp_path), '--device', 'cpu']) == 0
+    assert demo.main([
+        image, '--texts', 'rabbit', '--stuff-texts', 'sky', '--config', config, '--task', task,
+        '--out-dir',
+        str(tmp_path), '--device', 'cpu'
+    ]) == 0
     assert (tmp_path / 'vis' / osp.basename(image)).exists()
     assert demo.main([image, '--config', config]) == 2  # no vocabulary

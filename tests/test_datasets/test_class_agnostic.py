@@ -9,13 +9,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from mmdet.registry import DATASETS, TRANSFORMS
+from mmdet.structures.bbox import HorizontalBoxes
+from mmdet.structures.mask import BitmapMasks, PolygonMasks
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import mmmaskclip.datasets  # noqa: F401  (registers the transform)
-from mmdet.registry import DATASETS, TRANSFORMS
-from mmdet.structures.bbox import HorizontalBoxes
-from mmdet.structures.mask import BitmapMasks, PolygonMasks
 
 TESTS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REPO = osp.dirname(TESTS)
@@ -33,8 +33,8 @@ MRCNN_CFG = 'configs/proposals/mask-rcnn_r50_fpn_1x_coco-panoptic_class-agnostic
 def coco(tmp_path_factory):
     """The synthetic COCO panoptic dataset and its class-agnostic val json."""
     from coco_panoptic2agnostic import convert
-    data = write_coco_panoptic(str(tmp_path_factory.mktemp('coco')),
-                               num_images=NUM_IMAGES, image_size=SIZE)
+    data = write_coco_panoptic(
+        str(tmp_path_factory.mktemp('coco')), num_images=NUM_IMAGES, image_size=SIZE)
     data['agnostic_json'] = convert(data['panoptic_json'])
     return data
 
@@ -42,15 +42,19 @@ def coco(tmp_path_factory):
 def _dataset(coco, *transforms, instances=False):
     if instances:
         load = dict(type='LoadAnnotations', with_bbox=True, with_mask=True)
-        extra = dict(type='CocoDataset', ann_file=coco['instances_ann_file'],
-                     data_prefix=dict(img=coco['data_prefix']['img']),
-                     metainfo=dict(classes=coco['thing_classes']))
+        extra = dict(
+            type='CocoDataset',
+            ann_file=coco['instances_ann_file'],
+            data_prefix=dict(img=coco['data_prefix']['img']),
+            metainfo=dict(classes=coco['thing_classes']))
     else:
         load = dict(type='LoadPanopticAnnotations')
-        extra = dict(type='CocoPanopticDataset', ann_file=coco['ann_file'],
-                     data_prefix=coco['data_prefix'], metainfo=coco['metainfo'])
-    pipeline = [dict(type='LoadImageFromFile'), load, *transforms,
-                dict(type='PackDetInputs')]
+        extra = dict(
+            type='CocoPanopticDataset',
+            ann_file=coco['ann_file'],
+            data_prefix=coco['data_prefix'],
+            metainfo=coco['metainfo'])
+    pipeline = [dict(type='LoadImageFromFile'), load, *transforms, dict(type='PackDetInputs')]
     with DefaultScope.overwrite_default_scope('mmdet'):
         return DATASETS.build(dict(data_root=coco['data_root'], pipeline=pipeline, **extra))
 
@@ -105,8 +109,7 @@ def test_things_only_and_min_area(coco):
 
     areas = sorted(s['area'] for img in coco['images'] for s in img['segments'])
     min_area = areas[len(areas) // 2]
-    small = _dataset(coco, dict(type='ClassAgnosticSegments', min_area=min_area,
-                                drop_seg_map=True))
+    small = _dataset(coco, dict(type='ClassAgnosticSegments', min_area=min_area, drop_seg_map=True))
     dropped = 0
     for index in range(len(small)):
         sample = small[index]['data_samples']
@@ -133,19 +136,23 @@ def test_crowd_polygons_and_numpy_boxes():
     seg[12:16, 20:26] = 1  # ... and a thing instance of label 1
     thing = PolygonMasks([[np.array([20, 12, 26, 12, 26, 16, 20, 16.])]], 20, 30)
     results = dict(
-        gt_masks=thing, gt_bboxes=np.array([[20, 12, 26, 16]], np.float32),
-        gt_bboxes_labels=np.array([1]), gt_ignore_flags=np.array([False]),
+        gt_masks=thing,
+        gt_bboxes=np.array([[20, 12, 26, 16]], np.float32),
+        gt_bboxes_labels=np.array([1]),
+        gt_ignore_flags=np.array([False]),
         gt_seg_map=seg,
-        segments_info=[dict(id=7, category=1, is_thing=True),
-                       dict(id=8, category=1, is_thing=False),
-                       dict(id=9, category=3, is_thing=False)])
+        segments_info=[
+            dict(id=7, category=1, is_thing=True),
+            dict(id=8, category=1, is_thing=False),
+            dict(id=9, category=3, is_thing=False)
+        ])
     out = TRANSFORMS.build(dict(type='ClassAgnosticSegments', num_things_classes=2))(
         copy.deepcopy(results))
     assert isinstance(out['gt_masks'], BitmapMasks)
     np.testing.assert_array_equal(out['gt_ignore_flags'], [False, True, False])
     np.testing.assert_array_equal(out['gt_bboxes_labels'], [0, 0, 0])
-    np.testing.assert_array_equal(
-        out['gt_bboxes'], [[20, 12, 26, 16], [0, 10, 15, 20], [0, 0, 30, 10]])
+    np.testing.assert_array_equal(out['gt_bboxes'],
+                                  [[20, 12, 26, 16], [0, 10, 15, 20], [0, 0, 30, 10]])
     np.testing.assert_array_equal(out['gt_masks'].areas, [24, 150, 300])
     assert (out['gt_seg_map'] == 255).all()
     # without num_things_classes the crowd region is one more segment
@@ -153,8 +160,9 @@ def test_crowd_polygons_and_numpy_boxes():
     np.testing.assert_array_equal(out['gt_ignore_flags'], [False, False, False])
     # recomputed boxes of HorizontalBoxes, things only: polygons stay
     results['gt_bboxes'] = HorizontalBoxes(np.array([[0, 0, 1, 1]], np.float32))
-    out = TRANSFORMS.build(dict(type='ClassAgnosticSegments', with_stuff=False,
-                                recompute_bbox=True))(results)
+    out = TRANSFORMS.build(
+        dict(type='ClassAgnosticSegments', with_stuff=False, recompute_bbox=True))(
+            results)
     assert isinstance(out['gt_masks'], PolygonMasks)
     np.testing.assert_array_equal(out['gt_bboxes'].numpy(), [[20, 12, 26, 16]])
 
@@ -162,10 +170,9 @@ def test_crowd_polygons_and_numpy_boxes():
 def test_agnostic_json_evaluates_perfect_proposals(coco):
     """The converted json + CocoMetric as in the configs: the ground-truth
     segments as predictions score mask AP and AR@100 of 1."""
+    from mmdet.evaluation import CocoMetric
     from mmengine.fileio import load
     from pycocotools import mask as mask_utils
-
-    from mmdet.evaluation import CocoMetric
     agnostic = load(coco['agnostic_json'])
     assert agnostic['categories'] == [dict(id=1, name='object', supercategory='object')]
     assert len(agnostic['annotations']) == sum(len(i['segments']) for i in coco['images'])
@@ -178,11 +185,17 @@ def test_agnostic_json_evaluates_perfect_proposals(coco):
         masks = np.stack([mask_utils.decode(a['segmentation']) for a in anns])
         boxes = np.array([a['bbox'] for a in anns], np.float32)
         boxes[:, 2:] += boxes[:, :2]
-        pred = dict(bboxes=torch.from_numpy(boxes), scores=torch.ones(len(anns)),
-                    labels=torch.zeros(len(anns), dtype=torch.long),
-                    masks=torch.from_numpy(masks).bool())
-        metric.process({}, [dict(img_id=image['id'], pred_instances=pred,
-                                 ori_shape=(image['height'], image['width']))])
+        pred = dict(
+            bboxes=torch.from_numpy(boxes),
+            scores=torch.ones(len(anns)),
+            labels=torch.zeros(len(anns), dtype=torch.long),
+            masks=torch.from_numpy(masks).bool())
+        metric.process({}, [
+            dict(
+                img_id=image['id'],
+                pred_instances=pred,
+                ori_shape=(image['height'], image['width']))
+        ])
     results = metric.evaluate(len(agnostic['images']))
     assert results['coco/segm_mAP'] == 1.0 and results['coco/segm_AR@100'] == 1.0
 
@@ -193,11 +206,10 @@ def _use_synthetic(cfg, coco, work_dir):
     for loader in (cfg.train_dataloader, cfg.val_dataloader):
         loader.update(batch_size=2, num_workers=0, persistent_workers=False)
         loader.dataset.data_root = coco['data_root']
-    cfg.train_dataloader.dataset.update(ann_file=coco['ann_file'],
-                                        data_prefix=coco['data_prefix'],
-                                        metainfo=coco['metainfo'])
-    cfg.val_dataloader.dataset.update(ann_file=coco['agnostic_json'],
-                                      data_prefix=dict(img=coco['data_prefix']['img']))
+    cfg.train_dataloader.dataset.update(
+        ann_file=coco['ann_file'], data_prefix=coco['data_prefix'], metainfo=coco['metainfo'])
+    cfg.val_dataloader.dataset.update(
+        ann_file=coco['agnostic_json'], data_prefix=dict(img=coco['data_prefix']['img']))
     cfg.val_evaluator.ann_file = coco['agnostic_json']
     for step in cfg.train_dataloader.dataset.pipeline + cfg.val_dataloader.dataset.pipeline:
         if step.type == 'ClassAgnosticSegments':

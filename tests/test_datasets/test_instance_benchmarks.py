@@ -15,18 +15,16 @@ import mmdet
 import numpy as np
 import pytest
 import torch
-from mmengine.registry import DefaultScope
-from pycocotools import mask as mask_utils
-
 from mmdet.datasets import CocoDataset, LVISV1Dataset
 from mmdet.registry import DATASETS, METRICS
 from mmdet.structures.bbox import get_box_tensor
-from mmmaskclip.datasets.coco_ovd import (COCO_OVD_BASE_CLASSES,
-                                          COCO_OVD_CLASSES,
-                                          COCO_OVD_NOVEL_CLASSES,
-                                          CocoOVDDataset, filter_coco_split)
-from mmmaskclip.datasets.lvis import LVISV1OVDataset, lvis_natural_name
+from mmengine.registry import DefaultScope
+from pycocotools import mask as mask_utils
+
 import mmmaskclip.evaluation  # noqa: F401  (registers LVISCompatMetric)
+from mmmaskclip.datasets.coco_ovd import (COCO_OVD_BASE_CLASSES, COCO_OVD_CLASSES,
+                                          COCO_OVD_NOVEL_CLASSES, CocoOVDDataset, filter_coco_split)
+from mmmaskclip.datasets.lvis import LVISV1OVDataset, lvis_natural_name
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(REPO, 'tools', 'dataset_converters'))
@@ -35,8 +33,7 @@ from coco_ovd_constrained import convert, main  # noqa: E402
 SIZE = 64
 META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'text')
 # COCO's 80 category ids (1..90 without the 10 unused ones).
-COCO_IDS = [i for i in range(1, 91)
-            if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
+COCO_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
 COCO_ID = dict(zip(CocoDataset.METAINFO['classes'], COCO_IDS))
 
 
@@ -55,9 +52,14 @@ def _ann(ann_id, img_id, cat_id, box, rle=False, crowd=False):
         seg['counts'] = seg['counts'].decode()
     else:
         seg = [[x1, y1, x2, y1, x2, y2, x1, y2]]
-    return dict(id=ann_id, image_id=img_id, category_id=cat_id,
-                segmentation=seg, area=float((x2 - x1) * (y2 - y1)),
-                bbox=[x1, y1, x2 - x1, y2 - y1], iscrowd=int(crowd))
+    return dict(
+        id=ann_id,
+        image_id=img_id,
+        category_id=cat_id,
+        segmentation=seg,
+        area=float((x2 - x1) * (y2 - y1)),
+        bbox=[x1, y1, x2 - x1, y2 - y1],
+        iscrowd=int(crowd))
 
 
 def _write_images(root, names):
@@ -78,8 +80,7 @@ def coco(tmp_path_factory):
     """
     root = str(tmp_path_factory.mktemp('coco'))
     spec = {
-        11: [('person', (2, 2, 20, 30), False, False),
-             ('cat', (30, 4, 60, 24), False, False),
+        11: [('person', (2, 2, 20, 30), False, False), ('cat', (30, 4, 60, 24), False, False),
              ('scissors', (30, 40, 50, 60), True, False)],
         22: [('airplane', (4, 4, 40, 20), False, False),
              ('toothbrush', (44, 30, 60, 62), True, False),
@@ -89,36 +90,42 @@ def coco(tmp_path_factory):
     }
     images, anns = [], []
     for img_id, objs in spec.items():
-        images.append(dict(id=img_id, file_name=f'{img_id:012d}.jpg',
-                           height=SIZE, width=SIZE))
+        images.append(dict(id=img_id, file_name=f'{img_id:012d}.jpg', height=SIZE, width=SIZE))
         for name, box, rle, crowd in objs:
-            anns.append(_ann(len(anns) + 1, img_id, COCO_ID[name], box, rle,
-                             crowd))
-    data = dict(info=dict(description='synthetic'), licenses=[],
-                images=images, annotations=anns,
-                categories=[dict(id=i, name=n, supercategory='x')
-                            for n, i in COCO_ID.items()])
+            anns.append(_ann(len(anns) + 1, img_id, COCO_ID[name], box, rle, crowd))
+    data = dict(
+        info=dict(description='synthetic'),
+        licenses=[],
+        images=images,
+        annotations=anns,
+        categories=[dict(id=i, name=n, supercategory='x') for n, i in COCO_ID.items()])
     _write_images(osp.join(root, 'val2017'), [i['file_name'] for i in images])
     ann_dir = osp.join(root, 'annotations')
     os.makedirs(ann_dir)
     for stem in ('instances_val2017', 'instances_train2017'):
         with open(osp.join(ann_dir, f'{stem}.json'), 'w') as f:
             json.dump(data, f)
-    return dict(root=root, json=osp.join(ann_dir, 'instances_val2017.json'),
-                data=data)
+    return dict(root=root, json=osp.join(ann_dir, 'instances_val2017.json'), data=data)
 
 
 def _pipeline():
-    return [dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-            dict(type='PackDetInputs', meta_keys=META_KEYS)]
+    return [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+        dict(type='PackDetInputs', meta_keys=META_KEYS)
+    ]
 
 
 def _coco_ovd(coco, ann_file=None, **kwargs):
-    cfg = dict(type='CocoOVDDataset', data_root=coco['root'],
-               ann_file=ann_file or coco['json'],
-               data_prefix=dict(img='val2017/'), test_mode=True,
-               return_classes=True, pipeline=_pipeline(), **kwargs)
+    cfg = dict(
+        type='CocoOVDDataset',
+        data_root=coco['root'],
+        ann_file=ann_file or coco['json'],
+        data_prefix=dict(img='val2017/'),
+        test_mode=True,
+        return_classes=True,
+        pipeline=_pipeline(),
+        **kwargs)
     with DefaultScope.overwrite_default_scope('mmdet'):
         return DATASETS.build(cfg)
 
@@ -149,10 +156,11 @@ def _predict(samples, relabel=(), extra=()):
                 bboxes = torch.cat([bboxes, bboxes.new_tensor([[0, 0, 1, 1]])])
                 labels = torch.cat([labels, labels.new_tensor([label])])
                 scores = torch.cat([scores, scores.new_tensor([score])])
-        outputs.append(dict(
-            img_id=sample.img_id, ori_shape=sample.ori_shape,
-            pred_instances=dict(masks=masks, labels=labels, scores=scores,
-                                bboxes=bboxes)))
+        outputs.append(
+            dict(
+                img_id=sample.img_id,
+                ori_shape=sample.ori_shape,
+                pred_instances=dict(masks=masks, labels=labels, scores=scores, bboxes=bboxes)))
     return outputs
 
 
@@ -175,20 +183,19 @@ def test_class_lists():
     coco80 = list(CocoDataset.METAINFO['classes'])
     for names in (COCO_OVD_BASE_CLASSES, COCO_OVD_NOVEL_CLASSES, COCO_OVD_CLASSES):
         assert [coco80.index(n) for n in names] == sorted(coco80.index(n) for n in names)
-    for bad in (dict(setting='constrained', split='all'),
-                dict(setting='generalized', split='novel'),
-                dict(setting='open')):
+    for bad in (dict(setting='constrained',
+                     split='all'), dict(setting='generalized',
+                                        split='novel'), dict(setting='open')):
         with pytest.raises(ValueError):
             CocoOVDDataset(ann_file='x.json', lazy_init=True, **bad)
     with pytest.raises(ValueError, match='do not override'):
-        CocoOVDDataset(ann_file='x.json', lazy_init=True,
-                       metainfo=dict(classes=('cat', 'dog')))
+        CocoOVDDataset(ann_file='x.json', lazy_init=True, metainfo=dict(classes=('cat', 'dog')))
 
 
-@pytest.mark.parametrize('setting,split,vocab,img_ids', [
-    ('constrained', 'novel', COCO_OVD_NOVEL_CLASSES, [11, 22]),
-    ('constrained', 'base', COCO_OVD_BASE_CLASSES, [11, 22, 44]),
-    ('generalized', None, COCO_OVD_CLASSES, [11, 22, 44])])
+@pytest.mark.parametrize('setting,split,vocab,img_ids',
+                         [('constrained', 'novel', COCO_OVD_NOVEL_CLASSES, [11, 22]),
+                          ('constrained', 'base', COCO_OVD_BASE_CLASSES, [11, 22, 44]),
+                          ('generalized', None, COCO_OVD_CLASSES, [11, 22, 44])])
 def test_coco_ovd_vocabulary_and_images(coco, setting, split, vocab, img_ids):
     dataset = _coco_ovd(coco, setting=setting, split=split)
     meta = dataset.metainfo
@@ -212,17 +219,18 @@ def test_coco_ovd_from_converted_jsons(coco, tmp_path):
     paths = convert(coco['json'], str(tmp_path), splits=('novel', 'base', 'all'))
     assert sorted(osp.basename(p) for p in paths.values()) == [
         'instances_val2017_all_65.json', 'instances_val2017_base_48.json',
-        'instances_val2017_novel_17.json']
+        'instances_val2017_novel_17.json'
+    ]
     with open(paths['novel']) as f:
         novel = json.load(f)
     assert [c['name'] for c in novel['categories']] == list(COCO_OVD_NOVEL_CLASSES)
     assert [i['id'] for i in novel['images']] == [11, 22]
     assert len(novel['annotations']) == 3
-    assert novel == dict(filter_coco_split(coco['data'], COCO_OVD_NOVEL_CLASSES),
-                         info=novel['info'])
+    assert novel == dict(
+        filter_coco_split(coco['data'], COCO_OVD_NOVEL_CLASSES), info=novel['info'])
     # mmdet's converter (generalized setting only).
-    script = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools',
-                      'dataset_converters', 'coco2ovd.py')
+    script = osp.join(
+        osp.dirname(mmdet.__file__), '.mim', 'tools', 'dataset_converters', 'coco2ovd.py')
     spec = importlib.util.spec_from_file_location('coco2ovd', script)
     coco2ovd = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(coco2ovd)
@@ -236,10 +244,9 @@ def test_coco_ovd_from_converted_jsons(coco, tmp_path):
                                for i in d['instances']])
                 for d in (dataset.get_data_info(k) for k in range(len(dataset)))]
 
-    for setting, split, files in [
-            ('constrained', 'novel', [paths['novel'], paths['all'], all_2]),
-            ('constrained', 'base', [paths['base'], paths['all'], all_2]),
-            ('generalized', None, [paths['all'], all_2])]:
+    for setting, split, files in [('constrained', 'novel', [paths['novel'], paths['all'], all_2]),
+                                  ('constrained', 'base', [paths['base'], paths['all'], all_2]),
+                                  ('generalized', None, [paths['all'], all_2])]:
         ref = content(_coco_ovd(coco, setting=setting, split=split))
         for path in files:
             assert content(_coco_ovd(coco, path, setting=setting, split=split)) == ref
@@ -255,7 +262,8 @@ def test_coco_ovd_from_converted_jsons(coco, tmp_path):
     # The CLI.
     main([coco['json'], '--out-dir', str(tmp_path / 'cli')])
     assert sorted(p.name for p in (tmp_path / 'cli').iterdir()) == [
-        'instances_val2017_base_48.json', 'instances_val2017_novel_17.json']
+        'instances_val2017_base_48.json', 'instances_val2017_novel_17.json'
+    ]
 
 
 def test_coco_constrained_novel_metrics(coco, tmp_path):
@@ -291,8 +299,7 @@ def test_coco_constrained_novel_metrics(coco, tmp_path):
     # cat predicted as airplane, above the true airplane (score 0.5): the
     # airplane PR curve starts with a false positive -> precision 1/2 at all
     # recalls, AP 0.5; cat AP 0; mean (0 + 0.5 + 1) / 3.
-    wrong = _predict(samples, relabel=[(11, cat, airplane, 1.0),
-                                       (22, airplane, airplane, 0.5)])
+    wrong = _predict(samples, relabel=[(11, cat, airplane, 1.0), (22, airplane, airplane, 0.5)])
     res = _evaluate(cw, dataset, wrong)
     assert res['coco/airplane_precision'] == 0.5
     assert res['coco/segm_mAP'] == 0.5
@@ -332,8 +339,8 @@ def test_coco_generalized_and_base_metrics(coco):
 
 # -------------------------------------------------------------------- LVIS
 LVIS_CATS = [  # (id, name, frequency), json order = label order
-    (1, 'aerosol_can', 'f'), (2, 'bow_(weapon)', 'r'),
-    (3, 'teddy_bear', 'c'), (4, 'zebra', 'f')]
+    (1, 'aerosol_can', 'f'), (2, 'bow_(weapon)', 'r'), (3, 'teddy_bear', 'c'), (4, 'zebra', 'f')
+]
 
 
 @pytest.fixture(scope='module')
@@ -346,20 +353,34 @@ def lvis(tmp_path_factory):
     """
     root = str(tmp_path_factory.mktemp('lvis'))
     images = [
-        dict(id=101, height=SIZE, width=SIZE, neg_category_ids=[4],
-             not_exhaustive_category_ids=[1],
-             coco_url='http://images.cocodataset.org/val2017/000000000101.jpg'),
-        dict(id=102, height=SIZE, width=SIZE, neg_category_ids=[2],
-             not_exhaustive_category_ids=[],
-             coco_url='http://images.cocodataset.org/val2017/000000000102.jpg')]
-    anns = [_ann(1, 101, 2, (4, 4, 30, 30)), _ann(2, 101, 3, (34, 8, 60, 50), rle=True),
-            _ann(3, 102, 4, (2, 20, 40, 60)), _ann(4, 102, 1, (44, 4, 60, 40))]
+        dict(
+            id=101,
+            height=SIZE,
+            width=SIZE,
+            neg_category_ids=[4],
+            not_exhaustive_category_ids=[1],
+            coco_url='http://images.cocodataset.org/val2017/000000000101.jpg'),
+        dict(
+            id=102,
+            height=SIZE,
+            width=SIZE,
+            neg_category_ids=[2],
+            not_exhaustive_category_ids=[],
+            coco_url='http://images.cocodataset.org/val2017/000000000102.jpg')
+    ]
+    anns = [
+        _ann(1, 101, 2, (4, 4, 30, 30)),
+        _ann(2, 101, 3, (34, 8, 60, 50), rle=True),
+        _ann(3, 102, 4, (2, 20, 40, 60)),
+        _ann(4, 102, 1, (44, 4, 60, 40))
+    ]
     for ann in anns:
         del ann['iscrowd']
-    cats = [dict(id=i, name=n, frequency=f, synset=f'{n}.n.01',
-                 image_count=1, instance_count=1) for i, n, f in LVIS_CATS]
-    data = dict(info={}, licenses=[], images=images, annotations=anns,
-                categories=cats)
+    cats = [
+        dict(id=i, name=n, frequency=f, synset=f'{n}.n.01', image_count=1, instance_count=1)
+        for i, n, f in LVIS_CATS
+    ]
+    data = dict(info={}, licenses=[], images=images, annotations=anns, categories=cats)
     _write_images(root, ['val2017/000000000101.jpg', 'val2017/000000000102.jpg'])
     path = osp.join(root, 'lvis_v1_val.json')
     with open(path, 'w') as f:
@@ -368,11 +389,16 @@ def lvis(tmp_path_factory):
 
 
 def _lvis(lvis, type='LVISV1OVDataset', **kwargs):
-    kwargs.setdefault('metainfo',
-                      dict(classes=tuple(n for _, n, _ in LVIS_CATS)))
-    cfg = dict(type=type, data_root=lvis['root'], ann_file=lvis['json'],
-               data_prefix=dict(img=''), test_mode=True, return_classes=True,
-               pipeline=_pipeline(), **kwargs)
+    kwargs.setdefault('metainfo', dict(classes=tuple(n for _, n, _ in LVIS_CATS)))
+    cfg = dict(
+        type=type,
+        data_root=lvis['root'],
+        ann_file=lvis['json'],
+        data_prefix=dict(img=''),
+        test_mode=True,
+        return_classes=True,
+        pipeline=_pipeline(),
+        **kwargs)
     with DefaultScope.overwrite_default_scope('mmdet'):
         return DATASETS.build(cfg)
 
@@ -384,8 +410,11 @@ def test_lvis_prompts(lvis):
         == 'monitor (computer equipment) computer monitor'
     assert lvis_natural_name('football_(American)') == 'football (American)'
     assert lvis_natural_name('flip-flop_(sandal)') == 'flip-flop (sandal)'
-    for kwargs, text in [(dict(type='LVISV1Dataset'), raw),  # mmdet's own
-                         (dict(prompt_style='raw'), raw), ({}, natural)]:
+    for kwargs, text in [
+        (dict(type='LVISV1Dataset'), raw),  # mmdet's own
+        (dict(prompt_style='raw'), raw),
+        ({}, natural)
+    ]:
         dataset = _lvis(lvis, **kwargs)
         assert tuple(dataset.metainfo['classes']) == raw  # metric unaffected
         for sample in _samples(dataset):
@@ -430,12 +459,12 @@ def test_lvis_metric(lvis):
     junk = np.zeros((SIZE, SIZE), np.uint8)
     junk[0, 0] = 1
     extra = [(102, zebra, junk, 0.9)] * 299
-    res = _evaluate(metric, dataset, _predict(
-        samples, relabel=[(102, zebra, zebra, 0.5)], extra=extra))
+    res = _evaluate(metric, dataset,
+                    _predict(samples, relabel=[(102, zebra, zebra, 0.5)], extra=extra))
     assert res['lvis/segm_AP'] == 0.75 and res['lvis/segm_APf'] == 0.5
     # With 298 the true zebra is the 300th and stays, ranked after 298 junk
     # zebras: zebra AP = precision 1/299 at every recall.
-    res = _evaluate(metric, dataset, _predict(
-        samples, relabel=[(102, zebra, zebra, 0.5)], extra=extra[:298]))
+    res = _evaluate(metric, dataset,
+                    _predict(samples, relabel=[(102, zebra, zebra, 0.5)], extra=extra[:298]))
     assert res['lvis/segm_APf'] == pytest.approx((1 + 1 / 299) / 2, abs=1e-3)
     assert hasattr(np, 'float') == had_float  # the alias does not leak

@@ -12,22 +12,19 @@ import mmengine
 import numpy as np
 import pytest
 import torch
+from mmdet.evaluation import SemSegMetric
+from mmdet.models.data_preprocessors import DetDataPreprocessor
+from mmdet.registry import DATASETS
+from mmdet.structures import DetDataSample
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 from PIL import Image
 
 import mmmaskclip.datasets.semseg  # noqa: F401  (registers the datasets)
-from mmdet.evaluation import SemSegMetric
-from mmdet.models.data_preprocessors import DetDataPreprocessor
-from mmdet.registry import DATASETS
-from mmdet.structures import DetDataSample
-from mmmaskclip.datasets.semseg_classes import (ADE20K_847_CATEGORIES,
-                                                ADE20K_847_CLASSES,
-                                                ADE20K_847_IDS,
-                                                PASCAL_CONTEXT_59_CLASSES,
-                                                PASCAL_CONTEXT_59_IDS,
-                                                PASCAL_CONTEXT_459_CLASSES)
+from mmmaskclip.datasets.semseg_classes import (ADE20K_847_CATEGORIES, ADE20K_847_CLASSES,
+                                                ADE20K_847_IDS, PASCAL_CONTEXT_59_CLASSES,
+                                                PASCAL_CONTEXT_59_IDS, PASCAL_CONTEXT_459_CLASSES)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(REPO, 'tools', 'dataset_converters'))
@@ -37,18 +34,18 @@ import pascal_context  # noqa: E402
 H, W = 40, 50  # padded to 64 x 64 by pad_size_divisor=32
 META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text')
 # mmseg's PC-59 mapping (0 = background, then the 59 classes' 459-ids)
-MMSEG_CONTEXT59_MAPPING = np.sort(np.array([
-    0, 2, 259, 260, 415, 324, 9, 258, 144, 18, 19, 22, 23, 397, 25, 284,
-    158, 159, 416, 33, 162, 420, 454, 295, 296, 427, 44, 45, 46, 308, 59,
-    440, 445, 31, 232, 65, 354, 424, 68, 326, 72, 458, 34, 207, 80, 355,
-    85, 347, 220, 349, 360, 98, 187, 104, 105, 366, 189, 368, 113, 115]))
+MMSEG_CONTEXT59_MAPPING = np.sort(
+    np.array([
+        0, 2, 259, 260, 415, 324, 9, 258, 144, 18, 19, 22, 23, 397, 25, 284, 158, 159, 416, 33, 162,
+        420, 454, 295, 296, 427, 44, 45, 46, 308, 59, 440, 445, 31, 232, 65, 354, 424, 68, 326, 72,
+        458, 34, 207, 80, 355, 85, 347, 220, 349, 360, 98, 187, 104, 105, 366, 189, 368, 113, 115
+    ]))
 
 
 def bands(values, rows, dtype):
     """H x W map of horizontal bands: ``values[i]`` on ``rows[i]`` rows."""
     assert sum(rows) == H
-    return np.repeat(np.asarray(values, dtype=dtype), rows)[:, None].repeat(
-        W, axis=1)
+    return np.repeat(np.asarray(values, dtype=dtype), rows)[:, None].repeat(W, axis=1)
 
 
 def write_jpg(path, shape=(H, W), seed=0):
@@ -79,11 +76,14 @@ def write_ade_release(root):
         mmengine.mkdir_or_exist(d)
         write_jpg(osp.join(d, name), seed=i)
         obj = bands(ids, ADE_ROWS, np.int64)
-        rgb = np.stack([obj // 256 * 10 + 7,  # R // 10 drops the 7
-                        obj % 256,
-                        np.full_like(obj, 3)], -1).astype(np.uint8)
-        Image.fromarray(rgb).save(osp.join(d, name.replace('.jpg',
-                                                           '_seg.png')))
+        rgb = np.stack(
+            [
+                obj // 256 * 10 + 7,  # R // 10 drops the 7
+                obj % 256,
+                np.full_like(obj, 3)
+            ],
+            -1).astype(np.uint8)
+        Image.fromarray(rgb).save(osp.join(d, name.replace('.jpg', '_seg.png')))
         index['folder'].append(f'ADE20K_2021_17_01/{folder}')
         index['filename'].append(name)
     with open(osp.join(rel, 'index_ade20k.pkl'), 'wb') as f:
@@ -98,8 +98,7 @@ def ade847(tmp_path_factory):
     out = osp.join(root, 'ade20k_full')
     counts = ade20k_847.convert(rel, out, max_size=0)
     assert counts == dict(training=1, validation=1)
-    return dict(release=rel, root=out,
-                gt=bands([0, 300, 846, 65535, 65535], ADE_ROWS, np.uint16))
+    return dict(release=rel, root=out, gt=bands([0, 300, 846, 65535, 65535], ADE_ROWS, np.uint16))
 
 
 # ---------------------------------------------------------- PASCAL Context --
@@ -112,8 +111,9 @@ def pc_id(name):
 
 
 # unlabeled, aeroplane, sky (459-label > 255), wool (not in the 59), person
-PC_LABELMAP = bands([0, pc_id('aeroplane'), pc_id('sky'), pc_id('wool'),
-                     pc_id('person')], PC_ROWS, np.uint16)
+PC_LABELMAP = bands(
+    [0, pc_id('aeroplane'), pc_id('sky'),
+     pc_id('wool'), pc_id('person')], PC_ROWS, np.uint16)
 
 
 @pytest.fixture(scope='module')
@@ -121,22 +121,19 @@ def pascal(tmp_path_factory):
     from scipy.io import savemat
     root = str(tmp_path_factory.mktemp('pc'))
     voc = osp.join(root, 'VOCdevkit', 'VOC2010')
-    for d in (osp.join(voc, 'JPEGImages'), osp.join(voc, 'ImageSets', 'Main'),
-              osp.join(root, 'trainval')):
+    for d in (osp.join(voc, 'JPEGImages'), osp.join(voc, 'ImageSets',
+                                                    'Main'), osp.join(root, 'trainval')):
         mmengine.mkdir_or_exist(d)
     ids = dict(train=['2008_000003', '2008_000009'], val=['2008_000002'])
     for split, stems in ids.items():
-        with open(osp.join(voc, 'ImageSets', 'Main', f'{split}.txt'),
-                  'w') as f:
+        with open(osp.join(voc, 'ImageSets', 'Main', f'{split}.txt'), 'w') as f:
             f.writelines(f'{s}\n' for s in stems)
     # 2008_000009 has no .mat: not in the Context split
     for i, stem in enumerate(['2008_000002', '2008_000003']):
         write_jpg(osp.join(voc, 'JPEGImages', f'{stem}.jpg'), seed=i)
-        savemat(osp.join(root, 'trainval', f'{stem}.mat'),
-                dict(LabelMap=PC_LABELMAP))
+        savemat(osp.join(root, 'trainval', f'{stem}.mat'), dict(LabelMap=PC_LABELMAP))
     with open(osp.join(root, 'labels.txt'), 'w') as f:
-        f.writelines(f'{i + 1}: {n}\n'
-                     for i, n in enumerate(PASCAL_CONTEXT_459_CLASSES))
+        f.writelines(f'{i + 1}: {n}\n' for i, n in enumerate(PASCAL_CONTEXT_459_CLASSES))
     splits = pascal_context.convert_from_mats(
         osp.join(root, 'VOCdevkit'), osp.join(root, 'trainval'))
     assert splits == dict(train=['2008_000003'], val=['2008_000002'])
@@ -144,15 +141,20 @@ def pascal(tmp_path_factory):
     person = PASCAL_CONTEXT_459_CLASSES.index('person')
     assert sky > 255
     return dict(
-        root=root, voc=voc,
+        root=root,
+        voc=voc,
         # as stored: 0 background, 1..59
-        raw59=bands([0, 1, PASCAL_CONTEXT_59_CLASSES.index('sky') + 1, 0,
-                     PASCAL_CONTEXT_59_CLASSES.index('person') + 1],
-                    PC_ROWS, np.uint8),
+        raw59=bands([
+            0, 1,
+            PASCAL_CONTEXT_59_CLASSES.index('sky') + 1, 0,
+            PASCAL_CONTEXT_59_CLASSES.index('person') + 1
+        ], PC_ROWS, np.uint8),
         # after reduce_zero_label
-        gt59=bands([255, 0, PASCAL_CONTEXT_59_CLASSES.index('sky'), 255,
-                    PASCAL_CONTEXT_59_CLASSES.index('person')], PC_ROWS,
-                   np.uint8),
+        gt59=bands([
+            255, 0,
+            PASCAL_CONTEXT_59_CLASSES.index('sky'), 255,
+            PASCAL_CONTEXT_59_CLASSES.index('person')
+        ], PC_ROWS, np.uint8),
         gt459=bands([65535, 1, sky, 458, person], PC_ROWS, np.uint16))
 
 
@@ -160,15 +162,24 @@ def pascal(tmp_path_factory):
 def build(type, data_root, reduce_zero_label, ignore_index, **kwargs):
     pipeline = [
         dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations', with_bbox=False, with_label=False,
-             with_seg=True, reduce_zero_label=reduce_zero_label,
-             ignore_index=ignore_index),
+        dict(
+            type='LoadAnnotations',
+            with_bbox=False,
+            with_label=False,
+            with_seg=True,
+            reduce_zero_label=reduce_zero_label,
+            ignore_index=ignore_index),
         dict(type='PackDetInputs', meta_keys=META_KEYS),
     ]
     with DefaultScope.overwrite_default_scope('mmdet'):
-        return DATASETS.build(dict(type=type, data_root=data_root,
-                                   pipeline=pipeline, test_mode=True,
-                                   return_classes=True, **kwargs))
+        return DATASETS.build(
+            dict(
+                type=type,
+                data_root=data_root,
+                pipeline=pipeline,
+                test_mode=True,
+                return_classes=True,
+                **kwargs))
 
 
 def preprocess(sample, seg_pad_value):
@@ -227,8 +238,7 @@ def perfect_prediction(gt, ignore_index):
 def test_class_lists():
     assert len(ADE20K_847_CLASSES) == len(set(ADE20K_847_IDS)) == 847
     assert ADE20K_847_CATEGORIES[0] == (2978, 'wall')
-    assert ADE20K_847_CATEGORIES[846] == (
-        3148, 'adding machine, totalizer, totaliser')
+    assert ADE20K_847_CATEGORIES[846] == (3148, 'adding machine, totalizer, totaliser')
     assert len(PASCAL_CONTEXT_459_CLASSES) == 459
     assert len(set(PASCAL_CONTEXT_459_CLASSES)) == 459
     assert len(PASCAL_CONTEXT_59_CLASSES) == 59
@@ -243,13 +253,12 @@ def test_ade847_converter(ade847, tmp_path):
     # decoding of the RGB seg PNG and the id -> label table
     rgb = np.zeros((1, 3, 3), np.uint8)
     rgb[0, 0] = (11 * 10 + 7, 162, 5)  # 2978 = 11 * 256 + 162 (wall)
-    rgb[0, 1] = (0, 0, 9)              # unlabeled
-    rgb[0, 2] = (12 * 10, 76, 0)       # 3148 = 12 * 256 + 76
+    rgb[0, 1] = (0, 0, 9)  # unlabeled
+    rgb[0, 2] = (12 * 10, 76, 0)  # 3148 = 12 * 256 + 76
     ids = ade20k_847.decode_class_mask(rgb)
     assert ids.tolist() == [[2978, 0, 3148]]
     assert ade20k_847.class_mask_to_847(ids).tolist() == [[0, 65535, 846]]
-    assert ade20k_847.class_mask_to_847(
-        np.array([ade_unknown_id()]))[0] == 65535
+    assert ade20k_847.class_mask_to_847(np.array([ade_unknown_id()]))[0] == 65535
     # resize rule: only a short side above max_size shrinks
     assert ade20k_847.target_size(400, 600, 512) is None
     assert ade20k_847.target_size(1024, 768, 512) == (683, 512)
@@ -259,36 +268,34 @@ def test_ade847_converter(ade847, tmp_path):
 
     # the converted maps: uint16, values above 255 and 65535 kept
     root = ade847['root']
-    val = cv2.imread(osp.join(root, 'annotations', 'validation',
-                              'ADE_val_00000001.png'), cv2.IMREAD_UNCHANGED)
+    val = cv2.imread(
+        osp.join(root, 'annotations', 'validation', 'ADE_val_00000001.png'), cv2.IMREAD_UNCHANGED)
     assert val.dtype == np.uint16
     np.testing.assert_array_equal(val, ade847['gt'])
-    train = cv2.imread(osp.join(root, 'annotations', 'training',
-                                'ADE_train_00000007.png'),
-                       cv2.IMREAD_UNCHANGED)
-    np.testing.assert_array_equal(
-        train, bands([300, 0, 0, 846, 65535], ADE_ROWS, np.uint16))
-    assert osp.isfile(osp.join(root, 'images', 'training',
-                               'ADE_train_00000007.jpg'))
+    train = cv2.imread(
+        osp.join(root, 'annotations', 'training', 'ADE_train_00000007.png'), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(train, bands([300, 0, 0, 846, 65535], ADE_ROWS, np.uint16))
+    assert osp.isfile(osp.join(root, 'images', 'training', 'ADE_train_00000007.jpg'))
     # with a resize: short side 20, nearest labels
     out = str(tmp_path)
     for d in ('images', 'annotations'):
         mmengine.mkdir_or_exist(osp.join(out, d, 'validation'))
     ade20k_847.convert_image(
-        ('ADE20K_2021_17_01/images/ADE/validation/home/kitchen',
-         'ADE_val_00000001.jpg'), ade847['release'], out, max_size=20)
-    small = cv2.imread(osp.join(out, 'annotations', 'validation',
-                                'ADE_val_00000001.png'), cv2.IMREAD_UNCHANGED)
-    img = cv2.imread(osp.join(out, 'images', 'validation',
-                              'ADE_val_00000001.jpg'))
+        ('ADE20K_2021_17_01/images/ADE/validation/home/kitchen', 'ADE_val_00000001.jpg'),
+        ade847['release'],
+        out,
+        max_size=20)
+    small = cv2.imread(
+        osp.join(out, 'annotations', 'validation', 'ADE_val_00000001.png'), cv2.IMREAD_UNCHANGED)
+    img = cv2.imread(osp.join(out, 'images', 'validation', 'ADE_val_00000001.jpg'))
     assert small.shape == img.shape[:2] == (20, 25)
     assert small.dtype == np.uint16
     assert set(np.unique(small)) == {0, 300, 846, 65535}
 
 
 def test_ade847_dataset(ade847):
-    dataset = build('ADE20K847SegDataset', ade847['root'],
-                    reduce_zero_label=False, ignore_index=65535)
+    dataset = build(
+        'ADE20K847SegDataset', ade847['root'], reduce_zero_label=False, ignore_index=65535)
     gt = check_sample(dataset, ade847['gt'], 65535, ADE20K_847_CLASSES)
     # torch.uint16 has no max(): models must cast (.long()) before use
     assert gt.long().max() == 65535 and 300 in gt and 846 in gt
@@ -309,8 +316,7 @@ def test_ade847_dataset(ade847):
     # without pred_sem_seg.ignore_index the metric ignores 255, not 65535:
     # the 400 ignored pixels (predicted 0) hurt the wall, IoU 500 / 900
     results = evaluate(dataset, gt, perfect, ignore_index=None)
-    assert results['mIoU'] == pytest.approx((500 / 900 + 2) / 3 * 100,
-                                            abs=0.005)
+    assert results['mIoU'] == pytest.approx((500 / 900 + 2) / 3 * 100, abs=0.005)
 
 
 def test_pascal_context_converter(pascal):
@@ -325,8 +331,7 @@ def test_pascal_context_converter(pascal):
     # same as mmseg's digitize mapping on maps of 59-class ids
     rng = np.random.default_rng(0)
     mask = rng.choice(MMSEG_CONTEXT59_MAPPING, size=(16, 16))
-    mmseg = np.digitize(mask.ravel(), MMSEG_CONTEXT59_MAPPING,
-                        right=True).reshape(mask.shape)
+    mmseg = np.digitize(mask.ravel(), MMSEG_CONTEXT59_MAPPING, right=True).reshape(mask.shape)
     np.testing.assert_array_equal(pascal_context.to_context59(mask), mmseg)
     with pytest.raises(ValueError):
         pascal_context.to_context59(np.array([460]))
@@ -340,24 +345,22 @@ def test_pascal_context_converter(pascal):
 
     # the written maps and split files
     voc = pascal['voc']
-    m59 = cv2.imread(osp.join(voc, 'SegmentationClassContext',
-                              '2008_000002.png'), cv2.IMREAD_UNCHANGED)
+    m59 = cv2.imread(
+        osp.join(voc, 'SegmentationClassContext', '2008_000002.png'), cv2.IMREAD_UNCHANGED)
     assert m59.dtype == np.uint8
     np.testing.assert_array_equal(m59, pascal['raw59'])
-    m459 = cv2.imread(osp.join(voc, 'SegmentationClassContext459',
-                               '2008_000002.png'), cv2.IMREAD_UNCHANGED)
+    m459 = cv2.imread(
+        osp.join(voc, 'SegmentationClassContext459', '2008_000002.png'), cv2.IMREAD_UNCHANGED)
     assert m459.dtype == np.uint16
     np.testing.assert_array_equal(m459, pascal['gt459'])
-    with open(osp.join(voc, 'ImageSets', 'SegmentationContext',
-                       'val.txt')) as f:
+    with open(osp.join(voc, 'ImageSets', 'SegmentationContext', 'val.txt')) as f:
         assert f.read().split() == ['2008_000002']
 
 
 def test_pascal_context59_dataset(pascal):
-    dataset = build('PascalContext59SegDataset', pascal['voc'],
-                    reduce_zero_label=True, ignore_index=255)
-    gt = check_sample(dataset, pascal['gt59'], 255,
-                      PASCAL_CONTEXT_59_CLASSES)
+    dataset = build(
+        'PascalContext59SegDataset', pascal['voc'], reduce_zero_label=True, ignore_index=255)
+    gt = check_sample(dataset, pascal['gt59'], 255, PASCAL_CONTEXT_59_CLASSES)
 
     perfect = perfect_prediction(gt, 255)
     # ignore 255 is mmdet's default: no metainfo needed
@@ -373,10 +376,9 @@ def test_pascal_context59_dataset(pascal):
 
 
 def test_pascal_context459_dataset(pascal):
-    dataset = build('PascalContext459SegDataset', pascal['voc'],
-                    reduce_zero_label=False, ignore_index=65535)
-    gt = check_sample(dataset, pascal['gt459'], 65535,
-                      PASCAL_CONTEXT_459_CLASSES)
+    dataset = build(
+        'PascalContext459SegDataset', pascal['voc'], reduce_zero_label=False, ignore_index=65535)
+    gt = check_sample(dataset, pascal['gt459'], 65535, PASCAL_CONTEXT_459_CLASSES)
     assert gt[gt != 65535].long().max() > 255
 
     perfect = perfect_prediction(gt, 65535)
@@ -393,14 +395,14 @@ def test_pascal_context459_dataset(pascal):
 
 def test_return_classes_off_and_split_defaults(pascal):
     with DefaultScope.overwrite_default_scope('mmdet'):
-        dataset = DATASETS.build(dict(
-            type='PascalContext459SegDataset', data_root=pascal['voc'],
-            ann_file='ImageSets/SegmentationContext/train.txt',
-            lazy_init=False))
+        dataset = DATASETS.build(
+            dict(
+                type='PascalContext459SegDataset',
+                data_root=pascal['voc'],
+                ann_file='ImageSets/SegmentationContext/train.txt',
+                lazy_init=False))
     assert len(dataset) == 1
     info = dataset.get_data_info(0)
     assert 'text' not in info
-    assert info['img_path'].endswith(osp.join('JPEGImages',
-                                              '2008_000003.jpg'))
-    assert info['seg_map_path'].endswith(
-        osp.join('SegmentationClassContext459', '2008_000003.png'))
+    assert info['img_path'].endswith(osp.join('JPEGImages', '2008_000003.jpg'))
+    assert info['seg_map_path'].endswith(osp.join('SegmentationClassContext459', '2008_000003.png'))

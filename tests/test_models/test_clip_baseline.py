@@ -30,9 +30,11 @@ def test_masked_image_is_black_outside(tiny_clip):
     torch.testing.assert_close(out.region_embeds[:, 0], ref, atol=ATOL, rtol=0)
     mean_fill = CLIPBaselineEncoder(clip=tiny_clip, background='mean')(images, masks)
     expected[:, :, ~masks[0, 0]] = 0
-    torch.testing.assert_close(mean_fill.region_embeds[:, 0],
-                               tiny_clip.encode_image(expected, normalize=True), atol=ATOL,
-                               rtol=0)
+    torch.testing.assert_close(
+        mean_fill.region_embeds[:, 0],
+        tiny_clip.encode_image(expected, normalize=True),
+        atol=ATOL,
+        rtol=0)
 
 
 def test_crop_to_box(tiny_clip):
@@ -57,8 +59,7 @@ def test_chunking_padding_and_empty_masks(tiny_clip):
     c = CLIPBaselineEncoder(clip=tiny_clip, chunk_size=3)(images, masks)
     torch.testing.assert_close(a.region_embeds, c.region_embeds, atol=ATOL, rtol=0)
     assert torch.isfinite(b.region_embeds).all()
-    assert (a.region_embeds[1, 2:] == 0).all() and a.valid[1].tolist() == [True, True] + [
-        False] * 3
+    assert (a.region_embeds[1, 2:] == 0).all() and a.valid[1].tolist() == [True, True] + [False] * 3
 
 
 def test_options_are_checked(tiny_clip):

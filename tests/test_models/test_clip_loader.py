@@ -6,8 +6,7 @@ import open_clip
 import pytest
 import torch
 
-from mmmaskclip.models import CLIPWeightsNotFoundError, build_clip_model
-from mmmaskclip.models import clip_loader
+from mmmaskclip.models import CLIPWeightsNotFoundError, build_clip_model, clip_loader
 
 
 def test_config_errors():
@@ -65,8 +64,9 @@ def test_url_loads_a_cached_model_zoo_file(monkeypatch, tmp_path, tiny_clip):
     (tmp_path / 'checkpoints').mkdir()
     torch.save({'state_dict': tiny_clip.state_dict()},
                tmp_path / 'checkpoints' / 'tiny_clip_20260101.pth')
-    model = build_clip_model(dict(model_cfg=tiny_clip_cfg(),
-                                  pretrained='https://example.invalid/tiny_clip_20260101.pth'))
+    model = build_clip_model(
+        dict(
+            model_cfg=tiny_clip_cfg(), pretrained='https://example.invalid/tiny_clip_20260101.pth'))
     for (k, a), b in zip(model.state_dict().items(), tiny_clip.state_dict().values()):
         assert torch.equal(a, b), k
 
@@ -74,16 +74,25 @@ def test_url_loads_a_cached_model_zoo_file(monkeypatch, tmp_path, tiny_clip):
 def test_proposer_checkpoint_offline_names_the_file(monkeypatch, tmp_path):
     """The model-zoo proposer offline: one sentence naming the file to place."""
     from mmdet.registry import MODELS
+
     from mmmaskclip.models.proposers import ProposerWeightsNotFoundError
     monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path))
     url = 'http://127.0.0.1:9/mmdet/mask2former_r50_coco-panoptic_20230118-54df384a.pth'
-    detector = dict(type='MaskRCNN', backbone=dict(type='ResNet', depth=18), rpn_head=None,
-                    roi_head=None, train_cfg=None, test_cfg=None,
-                    data_preprocessor=dict(type='DetDataPreprocessor', mean=[0, 0, 0],
-                                           std=[1, 1, 1], bgr_to_rgb=True))
+    detector = dict(
+        type='MaskRCNN',
+        backbone=dict(type='ResNet', depth=18),
+        rpn_head=None,
+        roi_head=None,
+        train_cfg=None,
+        test_cfg=None,
+        data_preprocessor=dict(
+            type='DetDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1], bgr_to_rgb=True))
     with pytest.raises(ProposerWeightsNotFoundError) as err:
         MODELS.build(dict(type='DetectorProposer', detector=detector, checkpoint=url))
     assert str(tmp_path / 'checkpoints' / osp.basename(url)) in str(err.value)
     with pytest.raises(ProposerWeightsNotFoundError, match='not found'):
-        MODELS.build(dict(type='DetectorProposer', detector=detector,
-                          checkpoint=str(tmp_path / 'missing.pth')))
+        MODELS.build(
+            dict(
+                type='DetectorProposer',
+                detector=detector,
+                checkpoint=str(tmp_path / 'missing.pth')))

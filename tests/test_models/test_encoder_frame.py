@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmcv.ops import point_sample
+from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
-from mmdet.structures import DetDataSample
 from mmmaskclip.models import MaskCLIP
 from mmmaskclip.models.geometry import (encoder_size, images_to_encoder, masks_from_encoder,
                                         masks_to_encoder, point_sample_resized)
@@ -20,18 +20,26 @@ def tiny_maskclip(clip, encoder_input_size=None, **kwargs):
     """A training-free tiny MaskCLIP (ground-truth proposals, one paper-style
     RMA layer whose refinement is exactly zero at initialisation)."""
     model = MaskCLIP(
-        clip=clip, proposer=dict(type='GTMaskProposer'),
+        clip=clip,
+        proposer=dict(type='GTMaskProposer'),
         visual_encoder=dict(type='MaskCLIPVisualEncoder', mask_attention_overrides={1: RMA}),
-        head=None, class_names=['box', 'background'], num_things_classes=1,
-        encoder_input_size=encoder_input_size, **kwargs)
+        head=None,
+        class_names=['box', 'background'],
+        num_things_classes=1,
+        encoder_input_size=encoder_input_size,
+        **kwargs)
     model.init_weights()
     return model.eval()
 
 
 def box_sample(img_shape=(60, 62), batch=(64, 64), rows=(10, 40), cols=(20, 50)):
     """One sample padded to ``batch`` (pad_size_divisor=32) and its box."""
-    sample = DetDataSample(metainfo=dict(img_shape=img_shape, ori_shape=img_shape,
-                                         batch_input_shape=batch, scale_factor=(1.0, 1.0)))
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=img_shape,
+            ori_shape=img_shape,
+            batch_input_shape=batch,
+            scale_factor=(1.0, 1.0)))
     mask = torch.zeros(1, *batch, dtype=torch.bool)
     mask[0, rows[0]:rows[1], cols[0]:cols[1]] = True
     return sample, InstanceData(labels=torch.tensor([0]), masks=mask)
@@ -45,16 +53,17 @@ def test_patch14_padded_batch_keeps_masks_in_place(tiny_clip_p14):
     sample, gt = box_sample()
     images = torch.rand(1, 3, 64, 64) * 255
     with torch.no_grad():
-        proposals, regions, _ = model.encode(images, [sample], model.vocabulary([sample]),
-                                             [gt])
+        proposals, regions, _ = model.encode(images, [sample], model.vocabulary([sample]), [gt])
     assert regions.mask_logits[-1].shape[-2:] == (70, 70)
     refined = model.batch_masks(proposals, regions, (64, 64))[-1][0, 0]
     assert refined.shape == (64, 64)
     assert torch.equal(refined > 0, gt.masks[0])
     # the predicted masks in the original frame are the box too
     with torch.no_grad():
-        pred = model.to_image(model.batch_masks(proposals, regions, (64, 64))[-1][0],
-                              sample.metainfo, (64, 64), rescale=True)
+        pred = model.to_image(
+            model.batch_masks(proposals, regions, (64, 64))[-1][0],
+            sample.metainfo, (64, 64),
+            rescale=True)
     assert torch.equal(pred[0] > 0, gt.masks[0, :60, :62])
 
 
@@ -115,8 +124,9 @@ def test_padding_holds_the_pixel_mean():
     assert fill_padding(images[:, :, :50, :40], [sample], 0.0).data_ptr() == \
         images[:, :, :50, :40].data_ptr()  # nothing padded: no copy
 
-    detector = Config.fromfile(osp.join(
-        REPO, 'configs/proposals/mask2former_r50_8xb2-lsj-50e_coco-panoptic_class-agnostic.py'))
+    detector = Config.fromfile(
+        osp.join(REPO,
+                 'configs/proposals/mask2former_r50_8xb2-lsj-50e_coco-panoptic_class-agnostic.py'))
     shrink_mask2former(detector.model)
     proposer = DetectorProposer(detector=detector.model)
     seen = []
@@ -134,8 +144,8 @@ def test_point_sample_resized_equals_the_upsampled_masks(low, size):
     masks = torch.randn(5, 1, *low, dtype=torch.float64, requires_grad=True)
     coords = torch.rand(5, 300, 2, dtype=torch.float64)
     coords[:, :4] = torch.tensor([[0., 0.], [1., 1.], [0., 1.], [0.999, 0.001]])
-    ref = point_sample(F.interpolate(masks, size=size, mode='bilinear', align_corners=False),
-                       coords)
+    ref = point_sample(
+        F.interpolate(masks, size=size, mode='bilinear', align_corners=False), coords)
     out = point_sample_resized(masks, coords, size)
     torch.testing.assert_close(out, ref, atol=1e-10, rtol=0)
     grad, = torch.autograd.grad(out.sum(), masks)

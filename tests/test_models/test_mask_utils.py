@@ -14,7 +14,9 @@ def test_stack_pads_counts_and_keeps_values():
     b[0, 2:5, 3:7] = True
     empty = torch.zeros(0, 8, 10)
     logits, valid, scores = stack_mask_logits([a, b, empty],
-                                              scores=[torch.rand(3), torch.rand(1), torch.rand(0)])
+                                              scores=[torch.rand(3),
+                                                      torch.rand(1),
+                                                      torch.rand(0)])
     assert logits.shape == (3, 3, 8, 10) and valid.tolist() == [[True] * 3, [True, False, False],
                                                                 [False] * 3]
     assert torch.equal(logits[0], a)
@@ -29,12 +31,15 @@ def test_stack_pads_counts_and_keeps_values():
 
 def test_resize_rule():
     x = torch.randn(2, 3, 40, 40)
-    torch.testing.assert_close(resize_mask_logits(x, (24, 24)),  # mild: plain bilinear
-                               F.interpolate(x, size=(24, 24), mode='bilinear'))
-    torch.testing.assert_close(resize_mask_logits(x, (10, 30)),  # > 2x: antialiased
-                               F.interpolate(x, size=(10, 30), mode='bilinear', antialias=True))
-    torch.testing.assert_close(resize_mask_logits(x, (10, 30), antialias=False),
-                               F.interpolate(x, size=(10, 30), mode='bilinear'))
+    torch.testing.assert_close(
+        resize_mask_logits(x, (24, 24)),  # mild: plain bilinear
+        F.interpolate(x, size=(24, 24), mode='bilinear'))
+    torch.testing.assert_close(
+        resize_mask_logits(x, (10, 30)),  # > 2x: antialiased
+        F.interpolate(x, size=(10, 30), mode='bilinear', antialias=True))
+    torch.testing.assert_close(
+        resize_mask_logits(x, (10, 30), antialias=False),
+        F.interpolate(x, size=(10, 30), mode='bilinear'))
     assert resize_mask_logits(x, (40, 40)) is x
     assert resize_mask_logits(x[:, :0], (5, 5)).shape == (2, 0, 5, 5)
     # nearest upsampling by 2 is inverted exactly

@@ -17,9 +17,13 @@ import mmmaskclip  # noqa: F401
 @pytest.fixture(scope='module')
 def ade(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('ade_exact')
-    data = write_coco_panoptic(str(tmp / 'ade'), num_images=3, image_size=(48, 40),
-                               split='validation', things=('person', 'car', 'lamp'),
-                               stuff=('wall', 'floor'))
+    data = write_coco_panoptic(
+        str(tmp / 'ade'),
+        num_images=3,
+        image_size=(48, 40),
+        split='validation',
+        things=('person', 'car', 'lamp'),
+        stuff=('wall', 'floor'))
     clip_path = str(tmp / 'clip.pt')
     torch.save(make_tiny_clip().state_dict(), clip_path)
     return tmp, data, clip_path
@@ -27,13 +31,19 @@ def ade(tmp_path_factory):
 
 def run(ade, name, wrong=None):
     tmp, data, clip_path = ade
-    cfg = tiny_maskclip_cfg(str(tmp / name), data, clip_path, max_iters=1, rma_blocks=(),
-                            proposer=dict(type='GTMaskProposer'), evaluate=True)
+    cfg = tiny_maskclip_cfg(
+        str(tmp / name),
+        data,
+        clip_path,
+        max_iters=1,
+        rma_blocks=(),
+        proposer=dict(type='GTMaskProposer'),
+        evaluate=True)
     cfg.experiment_name = f'exact_{name}_{id(tmp)}'
     cfg.model.head = None
     cfg.test_dataloader.dataset.type = 'ADE20KPanopticDataset'
-    cfg.test_evaluator.append(dict(type='CocoMetric', metric='segm',
-                                   ann_file=data['instances_json']))
+    cfg.test_evaluator.append(
+        dict(type='CocoMetric', metric='segm', ann_file=data['instances_json']))
     runner = Runner.from_cfg(cfg)
     exact_classification(runner.model, wrong)
     return runner.test()
@@ -96,25 +106,39 @@ def test_semantic_dataset_ground_truth_proposals(tmp_path):
     clip_path = str(tmp_path / 'clip.pt')
     torch.save(make_tiny_clip().state_dict(), clip_path)
     data = dict(thing_classes=classes, stuff_classes=(), classes=classes)
-    cfg = tiny_maskclip_cfg(str(tmp_path / 'work'), dict(data, data_root=str(root),
-                                                         ann_file='', data_prefix={}),
-                            clip_path, max_iters=1, rma_blocks=(),
-                            proposer=dict(type='GTMaskProposer'))
+    cfg = tiny_maskclip_cfg(
+        str(tmp_path / 'work'),
+        dict(data, data_root=str(root), ann_file='', data_prefix={}),
+        clip_path,
+        max_iters=1,
+        rma_blocks=(),
+        proposer=dict(type='GTMaskProposer'))
     cfg.experiment_name = f'semantic_gt_{id(tmp_path)}'
     cfg.model.head = None
-    cfg.test_dataloader = dict(dataset=dict(
-        type='ADE20KSegDataset', data_root=str(root), return_classes=True,
-        metainfo=dict(classes=classes),
-        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='Resize', scale=(90, 74), keep_ratio=True),
-            dict(type='LoadAnnotations', with_bbox=False, with_mask=False, with_seg=True,
-                 reduce_zero_label=True),
-            dict(type='PackDetInputs', meta_keys=('img_path', 'ori_shape', 'img_shape', 'text'))
-        ]))
-    cfg.test_dataloader = dict(batch_size=1, num_workers=0, dataset=cfg.test_dataloader.dataset,
-                               sampler=dict(type='DefaultSampler', shuffle=False))
+    cfg.test_dataloader = dict(
+        dataset=dict(
+            type='ADE20KSegDataset',
+            data_root=str(root),
+            return_classes=True,
+            metainfo=dict(classes=classes),
+            data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
+            pipeline=[
+                dict(type='LoadImageFromFile'),
+                dict(type='Resize', scale=(90, 74), keep_ratio=True),
+                dict(
+                    type='LoadAnnotations',
+                    with_bbox=False,
+                    with_mask=False,
+                    with_seg=True,
+                    reduce_zero_label=True),
+                dict(
+                    type='PackDetInputs', meta_keys=('img_path', 'ori_shape', 'img_shape', 'text'))
+            ]))
+    cfg.test_dataloader = dict(
+        batch_size=1,
+        num_workers=0,
+        dataset=cfg.test_dataloader.dataset,
+        sampler=dict(type='DefaultSampler', shuffle=False))
     cfg.test_evaluator = dict(type='SemSegMetric', iou_metrics=['mIoU'])
     cfg.test_cfg = dict(type='TestLoop')
     runner = Runner.from_cfg(cfg)

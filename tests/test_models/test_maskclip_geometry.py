@@ -15,19 +15,24 @@ import mmmaskclip  # noqa: F401
 def ground_truth_config(tmp_path, num_images, name):
     """A training-free tiny MaskCLIP with ground-truth proposals on a
     synthetic dataset of odd-sized (61 x 47) images."""
-    data = write_coco_panoptic(str(tmp_path / 'coco'), num_images=num_images,
-                               image_size=(61, 47))
+    data = write_coco_panoptic(str(tmp_path / 'coco'), num_images=num_images, image_size=(61, 47))
     clip_path = str(tmp_path / 'clip.pt')
     torch.save(make_tiny_clip().state_dict(), clip_path)
-    cfg = tiny_maskclip_cfg(str(tmp_path / 'work'), data, clip_path, max_iters=1,
-                            rma_blocks=(), proposer=dict(type='GTMaskProposer'), evaluate=True)
+    cfg = tiny_maskclip_cfg(
+        str(tmp_path / 'work'),
+        data,
+        clip_path,
+        max_iters=1,
+        rma_blocks=(),
+        proposer=dict(type='GTMaskProposer'),
+        evaluate=True)
     cfg.experiment_name = f'geometry_{name}_{id(tmp_path)}'
     cfg.model.head = None
     return cfg, data
 
 
 @pytest.mark.parametrize('encoder_input_size,flip', [(None, True), ((64, 64), False),
-                                                      ((64, 64), True)])
+                                                     ((64, 64), True)])
 def test_ground_truth_round_trip(tmp_path, encoder_input_size, flip):
     # odd image sizes, an upscale, padding to 32 and a flip on the way in
     cfg, data = ground_truth_config(tmp_path, 3, f'{encoder_input_size}_{flip}')

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.structures import InstanceData
-
 from mmdet.registry import MODELS
 from mmdet.structures.mask import BitmapMasks
+from mmengine.structures import InstanceData
+
 from mmmaskclip.models.heads import MaskCLIPHead
 from mmmaskclip.models.heads import maskclip_head as head_module
 
@@ -50,8 +50,9 @@ def smooth_logits(*shape, seed=0, amp=3.0):
     """Random mask logits, smooth at the pixel scale (bilinear from 8x8)."""
     g = torch.Generator().manual_seed(seed)
     low = amp * torch.randn(*shape[:-2], 8, 8, generator=g)
-    return F.interpolate(low.reshape(-1, 1, 8, 8), size=shape[-2:], mode='bilinear',
-                         align_corners=False).view(*shape)
+    return F.interpolate(
+        low.reshape(-1, 1, 8, 8), size=shape[-2:], mode='bilinear',
+        align_corners=False).view(*shape)
 
 
 def planted(insts, small, perms, seed=1):
@@ -113,8 +114,7 @@ def pixel_grid(mask_preds, num_points, *args):
     """Stand-in for the importance sampler: every pixel centre, once."""
     h, w = mask_preds.shape[-2:]
     assert num_points == h * w
-    ys, xs = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w,
-                            indexing='ij')
+    ys, xs = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w, indexing='ij')
     grid = torch.stack([xs, ys], -1).view(1, h * w, 2)  # (x, y) normalised
     return grid.expand(mask_preds.shape[0], -1, -1).clone()
 
@@ -317,13 +317,18 @@ def test_void_column_trains_as_the_authors():
 def test_maskclip_trains_with_the_void_column(tiny_clip):
     """The detector's class logits in training have the void column too (as
     at test time), and the head is told so."""
-    from mmmaskclip.models import MaskCLIP
     from mmdet.structures import DetDataSample
+
+    from mmmaskclip.models import MaskCLIP
     seen = {}
     for void in ('other', None):
-        model = MaskCLIP(clip=tiny_clip, proposer=dict(type='GTMaskProposer'),
-                         class_names=['a', 'b', 'c'], num_things_classes=3, void_class=void,
-                         head=dict(type='MaskCLIPHead', train_cfg=dict(num_points=64)))
+        model = MaskCLIP(
+            clip=tiny_clip,
+            proposer=dict(type='GTMaskProposer'),
+            class_names=['a', 'b', 'c'],
+            num_things_classes=3,
+            void_class=void,
+            head=dict(type='MaskCLIPHead', train_cfg=dict(num_points=64)))
         loss = model.head.loss
 
         def spy(cls_logits, *args, **kwargs):
@@ -334,8 +339,8 @@ def test_maskclip_trains_with_the_void_column(tiny_clip):
         mask = np.zeros((1, 64, 64), np.uint8)
         mask[:, 8:40, 8:40] = 1
         sample = DetDataSample(metainfo=dict(img_shape=(64, 64), batch_input_shape=(64, 64)))
-        sample.gt_instances = InstanceData(labels=torch.tensor([1]),
-                                           masks=BitmapMasks(mask, 64, 64))
+        sample.gt_instances = InstanceData(
+            labels=torch.tensor([1]), masks=BitmapMasks(mask, 64, 64))
         model.loss(torch.rand(1, 3, 64, 64) * 255, [sample])
     assert seen == {'other': (4, True), None: (3, False)}
 
@@ -363,5 +368,5 @@ def test_low_resolution_masks_lose_as_upsampled(low):
 def test_model_train_cfg_is_refused(tiny_clip):
     from mmmaskclip.models import MaskCLIP
     with pytest.raises(ValueError, match='head.train_cfg'):
-        MaskCLIP(clip=tiny_clip, proposer=dict(type='GTMaskProposer'),
-                 train_cfg=dict(num_points=64))
+        MaskCLIP(
+            clip=tiny_clip, proposer=dict(type='GTMaskProposer'), train_cfg=dict(num_points=64))

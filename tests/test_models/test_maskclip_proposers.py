@@ -15,11 +15,11 @@ import mmmaskclip  # noqa: F401
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PROPOSERS = {
-    'mask2former': ('configs/proposals/'
-                    'mask2former_r50_8xb2-lsj-50e_coco-panoptic_class-agnostic.py',
-                    shrink_mask2former),
-    'mask_rcnn': ('configs/proposals/mask-rcnn_r50_fpn_1x_coco-panoptic_class-agnostic.py',
-                  shrink_mask_rcnn),
+    'mask2former':
+    ('configs/proposals/'
+     'mask2former_r50_8xb2-lsj-50e_coco-panoptic_class-agnostic.py', shrink_mask2former),
+    'mask_rcnn':
+    ('configs/proposals/mask-rcnn_r50_fpn_1x_coco-panoptic_class-agnostic.py', shrink_mask_rcnn),
 }
 
 
@@ -32,9 +32,13 @@ def test_detector_proposer_end_to_end(name, tmp_path):
     data = write_coco_panoptic(str(tmp_path / 'coco'), num_images=2, image_size=(64, 64))
     clip_path = str(tmp_path / 'clip.pt')
     torch.save(make_tiny_clip().state_dict(), clip_path)
-    cfg = tiny_maskclip_cfg(str(tmp_path / 'work'), data, clip_path, max_iters=2,
-                            proposer=dict(type='DetectorProposer', detector=detector),
-                            evaluate=True)
+    cfg = tiny_maskclip_cfg(
+        str(tmp_path / 'work'),
+        data,
+        clip_path,
+        max_iters=2,
+        proposer=dict(type='DetectorProposer', detector=detector),
+        evaluate=True)
     cfg.experiment_name = f'proposer_{name}_{id(tmp_path)}'
     cfg.model.use_objectness = True
     cfg.default_hooks.checkpoint.interval = 2
@@ -58,6 +62,7 @@ def test_detector_proposer_on_a_resized_semantic_sample(name):
     Mask R-CNN used to paste masks on an ori_shape canvas with img_shape boxes
     (``RuntimeError: upper bound and lower bound inconsistent``)."""
     from mmdet.structures import DetDataSample
+
     from mmmaskclip.models import DetectorProposer
     path, shrink = PROPOSERS[name]
     detector = Config.fromfile(osp.join(REPO, path)).model
@@ -67,8 +72,12 @@ def test_detector_proposer_on_a_resized_semantic_sample(name):
     if name == 'mask_rcnn':  # random weights: make every box an object
         proposer.detector.roi_head.bbox_head.fc_cls.bias.data = torch.tensor([6.0, -6.0])
     # 48 x 64 image resized x10 (ADE20K / PASCAL Context test pipelines), padded to 32
-    sample = DetDataSample(metainfo=dict(img_path='x.jpg', ori_shape=(47, 63),
-                                         img_shape=(470, 630), batch_input_shape=(480, 640)))
+    sample = DetDataSample(
+        metainfo=dict(
+            img_path='x.jpg',
+            ori_shape=(47, 63),
+            img_shape=(470, 630),
+            batch_input_shape=(480, 640)))
     images = torch.rand(1, 3, 480, 640) * 255
     proposals = proposer(images, [sample])
     masks, valid = proposals.mask_logits, proposals.valid
@@ -87,12 +96,13 @@ def test_detector_proposer_normalises_as_the_detector_does():
     channel order (a detector with other statistics is not silently fed
     ImageNet-normalised RGB)."""
     from mmdet.structures import DetDataSample
+
     from mmmaskclip.models import DetectorProposer
     path, shrink = PROPOSERS['mask2former']
     detector = Config.fromfile(osp.join(REPO, path)).model
     shrink(detector)
-    detector.data_preprocessor.update(mean=[10.0, 20.0, 30.0], std=[2.0, 4.0, 8.0],
-                                      bgr_to_rgb=False)  # BGR statistics
+    detector.data_preprocessor.update(
+        mean=[10.0, 20.0, 30.0], std=[2.0, 4.0, 8.0], bgr_to_rgb=False)  # BGR statistics
     proposer = DetectorProposer(detector=detector)
     seen = []
     extract = proposer.detector.extract_feat

@@ -42,11 +42,11 @@ def mean_iou(model, runner):
             data = model.data_preprocessor(batch, False)
             samples = data['data_samples']
             gt = model.gt_segments(samples)
-            proposals, regions, _ = model.encode(data['inputs'], samples,
-                                                 model.vocabulary(samples), gt)
+            proposals, regions, _ = model.encode(data['inputs'], samples, model.vocabulary(samples),
+                                                 gt)
             size = tuple(data['inputs'].shape[-2:])
-            refined = F.interpolate(model.batch_masks(proposals, regions, size)[-1], size=size,
-                                    mode='bilinear')
+            refined = F.interpolate(
+                model.batch_masks(proposals, regions, size)[-1], size=size, mode='bilinear')
             coarse = F.interpolate(proposals.mask_logits, size=size, mode='bilinear')
             for b, seg in enumerate(gt):
                 k = len(seg.masks)  # GTMaskProposer keeps ground-truth order first
@@ -85,8 +85,9 @@ def test_train_resume_and_refine(setup):
     for name, param in model.named_parameters():
         if name in frozen_before:
             assert torch.equal(param, frozen_before[name]), name
-    assert all(k.startswith('visual_encoder.mask_attention.')
-               for k, v in model.named_parameters() if v.requires_grad)
+    assert all(
+        k.startswith('visual_encoder.mask_attention.') for k, v in model.named_parameters()
+        if v.requires_grad)
     # 3. the optimizer holds the trainable parameters only
     in_optim = {id(p) for g in runner.optim_wrapper.optimizer.param_groups for p in g['params']}
     assert in_optim == {id(p) for p in model.parameters() if p.requires_grad}
@@ -132,8 +133,8 @@ def test_no_rma_layers_equal_foundation_encoder(setup):
     batch = next(iter(runner.train_dataloader))
     data_ = model.data_preprocessor(batch, False)
     with torch.no_grad():
-        proposals, regions, cls_logits = model.encode(
-            data_['inputs'], data_['data_samples'], model.vocabulary(data_['data_samples']))
+        proposals, regions, cls_logits = model.encode(data_['inputs'], data_['data_samples'],
+                                                      model.vocabulary(data_['data_samples']))
         ref = plain(model.clip_images(data_['inputs']), proposals.mask_logits, proposals.valid)
     torch.testing.assert_close(regions.region_embeds, ref.region_embeds, atol=1e-5, rtol=0)
     assert cls_logits.shape[-1] == len(data['classes']) + 1  # and the void column

@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from mmmaskclip.models.post_processing import (INSTANCE_OFFSET, UniversalPostProcessor,
-                                               void_column)
+from mmmaskclip.models.post_processing import INSTANCE_OFFSET, UniversalPostProcessor, void_column
 
 BIG = 20.0
 
@@ -47,8 +46,9 @@ def test_panoptic_by_hand():
     cls = one_hot_logits([0, 0, 2, 2, 3, 1, 1], num_classes=3)
     cls[5] = torch.tensor([0.0, 0.5, 0.0, 0.0])  # best prob ~0.38 < 0.5
     cls[6, 1] = 3.0  # p ~0.87: loses A's pixels (A scores ~1)
-    pan = UniversalPostProcessor(object_mask_thr=0.5, overlap_thr=0.5)(
-        cls, masks, num_things=2)['pred_panoptic_seg'].sem_seg[0]
+    pan = UniversalPostProcessor(
+        object_mask_thr=0.5, overlap_thr=0.5)(
+            cls, masks, num_things=2)['pred_panoptic_seg'].sem_seg[0]
     expected = torch.full((h, w), 3, dtype=torch.int32)
     expected[0:3, 0:3] = 0 + 1 * INSTANCE_OFFSET
     expected[0:3, 5:8] = 0 + 2 * INSTANCE_OFFSET
@@ -66,10 +66,13 @@ def test_instance_topk_and_scores(topk):
     classes, then stuff pairs dropped; 'things': the top-k thing pairs."""
     h, w = 6, 6
     inside = math.log(3.0)  # sigmoid = 0.75: mask score is exactly 0.75
-    masks = torch.stack([box_mask(h, w, 1, 3, 1, 4, inside=inside),
-                         box_mask(h, w, 2, 6, 0, 2, inside=inside)])
-    cls = torch.tensor([[2.0, 0.0, 5.0, -math.inf],  # mostly stuff class 2
-                        [0.5, 1.0, 0.0, -math.inf]])
+    masks = torch.stack(
+        [box_mask(h, w, 1, 3, 1, 4, inside=inside),
+         box_mask(h, w, 2, 6, 0, 2, inside=inside)])
+    cls = torch.tensor([
+        [2.0, 0.0, 5.0, -math.inf],  # mostly stuff class 2
+        [0.5, 1.0, 0.0, -math.inf]
+    ])
     post = UniversalPostProcessor(max_per_image=3, instance_topk=topk)
     inst = post(cls, masks, num_things=2)['pred_instances']
     probs = cls.softmax(-1)[:, :-1]

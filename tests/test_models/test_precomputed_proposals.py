@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import load_script, make_tiny_clip
+from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
@@ -28,7 +29,6 @@ from tiny_maskclip import panoptic_dataset, tiny_maskclip_cfg
 import mmmaskclip  # noqa: F401
 import mmmaskclip.models.geometry as geometry
 import mmmaskclip.models.proposers.precomputed as precomputed
-from mmdet.registry import DATASETS, MODELS
 from mmmaskclip.apis import dump_proposals, split_dataset_cfg
 from mmmaskclip.apis.proposals import _keys_to_dump
 from mmmaskclip.models.proposers import BaseProposer, GTMaskProposer, MaskProposals
@@ -36,8 +36,15 @@ from mmmaskclip.models.proposers.precomputed import PrecomputedProposer
 from mmmaskclip.models.utils import PAD_MASK_LOGIT, Vocabulary, gt_segments
 
 SIZE = (53, 70)  # odd height
-PREPROCESSOR = dict(type='DetDataPreprocessor', mean=None, std=None, bgr_to_rgb=True,
-                    pad_size_divisor=32, pad_mask=True, pad_seg=True, seg_pad_value=255)
+PREPROCESSOR = dict(
+    type='DetDataPreprocessor',
+    mean=None,
+    std=None,
+    bgr_to_rgb=True,
+    pad_size_divisor=32,
+    pad_mask=True,
+    pad_seg=True,
+    seg_pad_value=255)
 # GT logits +-SCALE/2 = +-4.03125 lie on a quantiser level of L=8
 # (-8 + (192 + 0.5) / 16): they survive the dump exactly.
 SCALE = 8.0625
@@ -51,11 +58,13 @@ def dataset_cfg(data, transforms=()):
 
 
 def dump_cfg(data, transforms=(), proposer=None):
-    return Config(dict(
-        default_scope='mmdet',
-        model=dict(data_preprocessor=PREPROCESSOR,
-                   proposer=proposer or dict(type='GTMaskProposer', scale=SCALE)),
-        test_dataloader=dict(batch_size=1, dataset=dataset_cfg(data, transforms))))
+    return Config(
+        dict(
+            default_scope='mmdet',
+            model=dict(
+                data_preprocessor=PREPROCESSOR,
+                proposer=proposer or dict(type='GTMaskProposer', scale=SCALE)),
+            test_dataloader=dict(batch_size=1, dataset=dataset_cfg(data, transforms))))
 
 
 def batches(data, transforms=(), batch_size=2):
@@ -64,8 +73,8 @@ def batches(data, transforms=(), batch_size=2):
     dataset = DATASETS.build(dataset_cfg(data, transforms))
     preprocessor = MODELS.build(PREPROCESSOR)
     for start in range(0, len(dataset), batch_size):
-        batch = pseudo_collate([dataset[i] for i in
-                                range(start, min(start + batch_size, len(dataset)))])
+        batch = pseudo_collate(
+            [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         # training=True pads the ground truth to the batch as in training
         # (at test time mmdet leaves it at img_shape)
         out = preprocessor(batch, True)
@@ -105,8 +114,8 @@ def test_quantisation_error_bounded():
         # no level is 0: the binary mask (logit >= 0) survives
         assert torch.equal(deq >= 0, logits >= 0)
         levels = torch.arange(256, dtype=torch.uint8)
-        assert torch.equal(precomputed.quantise_logits(
-            precomputed.dequantise_logits(levels, rng), rng), levels)
+        assert torch.equal(
+            precomputed.quantise_logits(precomputed.dequantise_logits(levels, rng), rng), levels)
     assert precomputed.dequantise_logits(
         precomputed.quantise_logits(torch.tensor([SCALE / 2]), 8.0), 8.0).item() == SCALE / 2
 
@@ -134,8 +143,8 @@ def test_ground_truth_dump_with_an_ade_sized_vocabulary(tmp_path):
     133-149)."""
     things = tuple(f'thing {i}' for i in range(100))
     stuff = tuple(f'stuff {i}' for i in range(50))
-    data = write_coco_panoptic(str(tmp_path / 'ade'), num_images=2, image_size=(100, 64),
-                               things=things, stuff=stuff)
+    data = write_coco_panoptic(
+        str(tmp_path / 'ade'), num_images=2, image_size=(100, 64), things=things, stuff=stuff)
     out = str(tmp_path / 'proposals')
     dump_proposals(dump_cfg(data), out, scale=1.0, progress=False)
     for image in data['images']:
@@ -144,8 +153,9 @@ def test_ground_truth_dump_with_an_ade_sized_vocabulary(tmp_path):
             stored = torch.from_numpy(f['masks']) >= 128  # logit >= 0
         segments = image['segments']
         assert len(stored) == len(segments) and any(s['label'] >= 133 for s in segments)
-        ids = torch.from_numpy(cv2.imread(osp.join(
-            data['seg_dir'], image['seg_file_name']))[..., ::-1].astype(np.int64))
+        ids = torch.from_numpy(
+            cv2.imread(osp.join(data['seg_dir'],
+                                image['seg_file_name']))[..., ::-1].astype(np.int64))
         ids = ids[..., 0] + 256 * ids[..., 1] + 65536 * ids[..., 2]
         truth = torch.stack([ids == segment['id'] for segment in segments])
         same = (stored[:, None] == truth[None]).flatten(2).all(-1)  # stored x json
@@ -195,8 +205,11 @@ def test_flip(setup, direction):
 def test_dump_undoes_resize_and_downsamples(setup):
     tmp, data, out = setup
     resized = str(tmp / 'from_resized')
-    dump_proposals(dump_cfg(data, [resize(2.0), dict(type='RandomFlip', prob=1.0)]),
-                        resized, scale=1.0, progress=False)
+    dump_proposals(
+        dump_cfg(data, [resize(2.0), dict(type='RandomFlip', prob=1.0)]),
+        resized,
+        scale=1.0,
+        progress=False)
     for name in sorted(os.listdir(out)):
         if name.endswith('.npz'):
             with np.load(osp.join(out, name)) as a, np.load(osp.join(resized, name)) as b:
@@ -248,16 +261,15 @@ def test_resume_and_missing_file(setup):
     assert f'{stem}.jpg' in message and out in message
     assert 'tools/misc/dump_proposals.py' in message
 
-    summary = dump_proposals(dump_cfg(data), out, proposer=proposer, scale=0.5,
-                                  resume=True, progress=False)
+    summary = dump_proposals(
+        dump_cfg(data), out, proposer=proposer, scale=0.5, resume=True, progress=False)
     assert summary == dict(total=3, written=1, skipped=2) and proposer.images == 4
     for f in (files[0], files[2]):
         assert os.stat(osp.join(out, f)).st_mtime_ns == mtimes[f]
     assert osp.isfile(osp.join(out, files[1]))
     with pytest.raises(ValueError, match='other settings'):
-        dump_proposals(dump_cfg(data), out, proposer=proposer, scale=1.0, resume=True,
-                            progress=False)
-
+        dump_proposals(
+            dump_cfg(data), out, proposer=proposer, scale=1.0, resume=True, progress=False)
 
 
 class SmoothProposer(BaseProposer):
@@ -282,8 +294,8 @@ def test_objectness_max_proposals_and_low_resolution_logits(setup):
     tmp, data, _ = setup
     out = str(tmp / 'smooth')
     proposer = SmoothProposer()
-    dump_proposals(dump_cfg(data), out, proposer=proposer, scale=1.0,
-                                max_proposals=3, progress=False)
+    dump_proposals(
+        dump_cfg(data), out, proposer=proposer, scale=1.0, max_proposals=3, progress=False)
     step = 2 * 8.0 / 256
     for inputs, samples, _ in batches(data):
         ref = proposer(inputs, samples)
@@ -300,17 +312,24 @@ def test_objectness_max_proposals_and_low_resolution_logits(setup):
     # the reader can keep fewer, by objectness
     props = PrecomputedProposer(out, max_proposals=2)(inputs, samples)
     assert props.mask_logits.shape[1] == 2
-    assert torch.equal(props.objectness[-1], ref.objectness[-1, keep][
-        ref.objectness[-1, keep].topk(2).indices.sort().values])
+    assert torch.equal(
+        props.objectness[-1],
+        ref.objectness[-1, keep][ref.objectness[-1, keep].topk(2).indices.sort().values])
+
 
 def test_train_split_uses_test_pipeline_and_keys_are_unique():
-    train = dict(type='CocoPanopticDataset', ann_file='train.json',
-                 pipeline=[dict(type='LoadImageFromFile'), dict(type='RandomFlip', prob=0.5)])
+    train = dict(
+        type='CocoPanopticDataset',
+        ann_file='train.json',
+        pipeline=[dict(type='LoadImageFromFile'),
+                  dict(type='RandomFlip', prob=0.5)])
     test_pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(8, 8))]
-    cfg = Config(dict(
-        train_dataloader=dict(dataset=dict(type='RepeatDataset', times=2, dataset=train)),
-        test_dataloader=dict(dataset=dict(type='CocoPanopticDataset', ann_file='val.json',
-                                          pipeline=test_pipeline))))
+    cfg = Config(
+        dict(
+            train_dataloader=dict(dataset=dict(type='RepeatDataset', times=2, dataset=train)),
+            test_dataloader=dict(
+                dataset=dict(
+                    type='CocoPanopticDataset', ann_file='val.json', pipeline=test_pipeline))))
     ds = split_dataset_cfg(cfg, 'train')
     assert ds.type == 'RepeatDataset' and ds.dataset.ann_file == 'train.json'
     assert ds.dataset.pipeline == test_pipeline
@@ -328,8 +347,7 @@ def test_train_split_uses_test_pipeline_and_keys_are_unique():
             return dict(img_path=self.paths[i], img_id=i)
 
     # a repeated image is one file; two images with one stem are an error
-    assert _keys_to_dump(Paths(['a/1.jpg', 'a/2.jpg', 'a/1.jpg']), 'stem') == {
-        '1': 0, '2': 1}
+    assert _keys_to_dump(Paths(['a/1.jpg', 'a/2.jpg', 'a/1.jpg']), 'stem') == {'1': 0, '2': 1}
     with pytest.raises(ValueError, match="share the key '1'"):
         _keys_to_dump(Paths(['a/1.jpg', 'b/1.png']), 'stem')
     assert _keys_to_dump(Paths(['a/1.jpg', 'b/1.png']), 'img_id') == {'0': 0, '1': 1}
@@ -346,15 +364,20 @@ def test_maskclip_same_class_probabilities(tmp_path, rma):
     data = write_coco_panoptic(str(tmp_path / 'coco'), num_images=3, image_size=size)
     clip_path = str(tmp_path / 'clip.pt')
     torch.save(make_tiny_clip().state_dict(), clip_path)
-    cfg = tiny_maskclip_cfg(str(tmp_path / 'work'), data, clip_path, 1,
-                            rma_blocks=(1, 2) if rma else (),
-                            proposer=dict(type='GTMaskProposer', scale=SCALE), evaluate=True)
+    cfg = tiny_maskclip_cfg(
+        str(tmp_path / 'work'),
+        data,
+        clip_path,
+        1,
+        rma_blocks=(1, 2) if rma else (),
+        proposer=dict(type='GTMaskProposer', scale=SCALE),
+        evaluate=True)
     cfg.test_dataloader.dataset = dataset_cfg(data, transforms)
     cfg_file = str(tmp_path / 'cfg.py')
     cfg.dump(cfg_file)
     out = str(tmp_path / 'proposals')
-    assert load_script('tools/misc/dump_proposals.py').main([cfg_file, '--out-dir', out, '--scale', '1', '--num-workers',
-                              '0', '--device', 'cpu']) == 0
+    assert load_script('tools/misc/dump_proposals.py').main(
+        [cfg_file, '--out-dir', out, '--scale', '1', '--num-workers', '0', '--device', 'cpu']) == 0
 
     init_default_scope('mmdet')
     torch.manual_seed(0)
@@ -379,8 +402,12 @@ def test_maskclip_same_class_probabilities(tmp_path, rma):
 
 def test_crops_are_refused():
     logits = torch.zeros(2, 10, 20)
-    meta = dict(img_path='a/x.jpg', ori_shape=(10, 20), img_shape=(20, 40),
-                scale_factor=(2.0, 2.0), flip=False)
+    meta = dict(
+        img_path='a/x.jpg',
+        ori_shape=(10, 20),
+        img_shape=(20, 40),
+        scale_factor=(2.0, 2.0),
+        flip=False)
     assert geometry.to_batch_geometry(logits, meta, (32, 64)).shape == (2, 32, 64)
     with pytest.raises(ValueError, match='not crops'):
         geometry.to_batch_geometry(logits, dict(meta, img_shape=(16, 40)), (32, 64))

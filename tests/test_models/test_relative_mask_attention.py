@@ -37,7 +37,9 @@ def make_inputs(batch=2, masks=5, grid=(3, 4), width=32, heads=4, patch=(4, 4), 
         clip_tokens_normed=torch.randn(batch, n + 1, width, generator=g, dtype=torch.float64),
         mask_logits=mask_logits,
         coverage=mask_patch_coverage(mask_logits, patch),
-        grid_size=grid, patch_size=patch, block_index=0)
+        grid_size=grid,
+        patch_size=patch,
+        block_index=0)
 
 
 @pytest.mark.parametrize('style', ['paper', 'official'])
@@ -51,7 +53,8 @@ def test_fast_equals_naive(style, masks, grid, patch):
     torch.testing.assert_close(
         fast.relative_logits_fast(inputs.mask_logits, inputs.clip_tokens_normed[:, 1:]),
         naive.relative_logits_naive(inputs.mask_logits, inputs.clip_tokens_normed[:, 1:]),
-        atol=ATOL, rtol=0)
+        atol=ATOL,
+        rtol=0)
     out_f, masks_f = fast(inputs)
     out_n, masks_n = naive(inputs)
     torch.testing.assert_close(out_f, out_n, atol=ATOL, rtol=0)
@@ -71,8 +74,11 @@ def official_reference(layer, inputs):
     width, p = h * d, inputs.patch_size[0]
     gh, gw = inputs.grid_size
     conv1 = layer.mask_patch_embed
-    t_mp = F.conv2d(torch.tanh(inputs.mask_logits).reshape(b * m, 1, gh * p, gw * p),
-                    conv1.weight, conv1.bias, stride=p)  # (bm, W, gh, gw)
+    t_mp = F.conv2d(
+        torch.tanh(inputs.mask_logits).reshape(b * m, 1, gh * p, gw * p),
+        conv1.weight,
+        conv1.bias,
+        stride=p)  # (bm, W, gh, gw)
     t_mp = t_mp.reshape(b, m, width, gh * gw).transpose(2, 3)  # B M N W
     ln = layer.query_proj_m
     q_prime = F.layer_norm(t_mp, (width, ), ln.weight, ln.bias, ln.eps)
@@ -148,8 +154,11 @@ def test_encoder_with_rma_layers(style, tiny_clip):
     for impl in ('fast', 'naive'):
         torch.manual_seed(0)
         enc = MaskCLIPVisualEncoder(
-            clip=tiny_clip, mask_attention_overrides={0: dict(rma, impl=impl),
-                                                      2: dict(rma, impl=impl)})
+            clip=tiny_clip,
+            mask_attention_overrides={
+                0: dict(rma, impl=impl),
+                2: dict(rma, impl=impl)
+            })
         enc.init_weights()
         encoders.append(enc)
     encoders[1].load_state_dict(encoders[0].state_dict())
@@ -165,8 +174,7 @@ def test_encoder_with_rma_layers(style, tiny_clip):
     assert len(fast.mask_logits) == 2 and fast.mask_logits[0].shape == (2, 5, 64, 64)
     torch.testing.assert_close(fast.region_embeds, naive.region_embeds, atol=ATOL, rtol=0)
     torch.testing.assert_close(fast.mask_logits[-1], naive.mask_logits[-1], atol=1e-4, rtol=0)
-    for (name, p_fast), p_naive in zip(encoders[0].named_parameters(),
-                                       encoders[1].parameters()):
+    for (name, p_fast), p_naive in zip(encoders[0].named_parameters(), encoders[1].parameters()):
         if 'mask_attention' in name:
             assert p_fast.requires_grad and p_fast.grad is not None, name
             torch.testing.assert_close(p_fast.grad, p_naive.grad, atol=1e-4, rtol=1e-4)
@@ -188,8 +196,7 @@ class CountingRMA(RelativeMaskAttention):
 
 @pytest.mark.parametrize('style', ['paper', 'official'])
 @pytest.mark.parametrize('num_masks,chunks', [(7, 3), (2, 1)])
-def test_activation_checkpointing_recomputes_and_gives_same_gradients(style, num_masks,
-                                                                      chunks):
+def test_activation_checkpointing_recomputes_and_gives_same_gradients(style, num_masks, chunks):
     """with_cp recomputes every chunk in the backward pass (also when all
     masks fit one chunk) and gives the plain gradients."""
     inputs = make_inputs(masks=num_masks)

@@ -13,11 +13,11 @@ from mmmaskclip.models.text import MaskCLIPTextEncoder, resolve_templates
 
 VILD = [
     'a photo of a {}.', 'This is a photo of a {}', 'There is a {} in the scene',
-    'There is the {} in the scene', 'a photo of a {} in the scene',
-    'a photo of a small {}.', 'a photo of a medium {}.', 'a photo of a large {}.',
-    'This is a photo of a small {}.', 'This is a photo of a medium {}.',
-    'This is a photo of a large {}.', 'There is a small {} in the scene.',
-    'There is a medium {} in the scene.', 'There is a large {} in the scene.'
+    'There is the {} in the scene', 'a photo of a {} in the scene', 'a photo of a small {}.',
+    'a photo of a medium {}.', 'a photo of a large {}.', 'This is a photo of a small {}.',
+    'This is a photo of a medium {}.', 'This is a photo of a large {}.',
+    'There is a small {} in the scene.', 'There is a medium {} in the scene.',
+    'There is a large {} in the scene.'
 ]
 
 
@@ -157,8 +157,8 @@ def test_cache_hit_and_miss(clip_model, monkeypatch):
 def test_cache_lru_eviction(clip_model, monkeypatch):
     encoder = MaskCLIPTextEncoder(clip_model, cache_size=2)
     calls = count_calls(monkeypatch, encoder)
-    for vocab, misses in [(['a'], 1), (['b'], 2), (['a'], 2), (['c'], 3),
-                          (['a'], 3), (['b'], 4), (['c'], 5)]:
+    for vocab, misses in [(['a'], 1), (['b'], 2), (['a'], 2), (['c'], 3), (['a'], 3), (['b'], 4),
+                          (['c'], 5)]:
         encoder(vocab)
         assert len(calls) == misses, vocab
 
@@ -208,8 +208,8 @@ def test_frozen_eval_text_only(clip_model):
     # trainable weights; the encoder has its own copy of the text weights
     assert isinstance(clip_model.visual, torch.nn.Module)
     assert all(p.requires_grad for p in clip_model.parameters())
-    assert (encoder.clip.token_embedding.weight.data_ptr() !=
-            clip_model.token_embedding.weight.data_ptr())
+    assert (encoder.clip.token_embedding.weight.data_ptr()
+            != clip_model.token_embedding.weight.data_ptr())
     torch.testing.assert_close(encoder.clip.token_embedding.weight,
                                clip_model.token_embedding.weight)
 
@@ -220,9 +220,11 @@ def test_load_from_checkpoint_file(clip_model, tmp_path):
     torch.save(clip_model.state_dict(), path)
     names = ['wall, brick wall', 'sky']
     in_memory = MaskCLIPTextEncoder(clip_model, templates='vild')(names)
-    encoder = MODELS.build(dict(
-        type='MaskCLIPTextEncoder', templates='vild',
-        clip=dict(model_cfg=tiny_clip_cfg(), pretrained=str(path))))
+    encoder = MODELS.build(
+        dict(
+            type='MaskCLIPTextEncoder',
+            templates='vild',
+            clip=dict(model_cfg=tiny_clip_cfg(), pretrained=str(path))))
     assert encoder.clip.visual is None
     assert not any(p.requires_grad for p in encoder.parameters())
     torch.testing.assert_close(encoder(names), in_memory, atol=1e-6, rtol=0)
@@ -261,7 +263,7 @@ def test_bad_vocabulary(clip_model):
     encoder = MaskCLIPTextEncoder(clip_model)
     with pytest.raises(ValueError, match='empty'):
         encoder([])
-    with pytest.raises(TypeError, match=r"class_names\[1\].*int: 3"):
+    with pytest.raises(TypeError, match=r'class_names\[1\].*int: 3'):
         encoder(['cat', 3])
     with pytest.raises(ValueError, match=r"class_names\[2\] \(' , '\)"):
         encoder(['cat', 'dog', ' , '])

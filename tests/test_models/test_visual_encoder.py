@@ -4,9 +4,9 @@ import open_clip
 import pytest
 import torch
 from conftest import registered, tiny_clip_cfg
+from mmdet.registry import MODELS
 from open_clip.model import resize_pos_embed
 
-from mmdet.registry import MODELS
 from mmmaskclip.models import MaskCLIPVisualEncoder, MaskTokenAttention
 
 ATOL = 1e-5
@@ -22,9 +22,12 @@ def clip_at_size(clip, size):
     visual = clip.visual
     new = open_clip.CLIP(
         embed_dim=visual.output_dim,
-        vision_cfg=dict(image_size=size, layers=len(visual.transformer.resblocks),
-                        width=visual.conv1.out_channels, patch_size=visual.patch_size[0],
-                        head_width=16),
+        vision_cfg=dict(
+            image_size=size,
+            layers=len(visual.transformer.resblocks),
+            width=visual.conv1.out_channels,
+            patch_size=visual.patch_size[0],
+            head_width=16),
         text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=4, layers=2))
     state = clip.state_dict()
     resize_pos_embed(state, new)
@@ -145,11 +148,11 @@ def test_mask_resolution_is_free(tiny_clip):
     low = (torch.rand(1, 4, 8, 8) > 0.5).float() * 2 - 1
     high = low.repeat_interleave(8, dim=2).repeat_interleave(8, dim=3)  # exact upsampling
     enc = encoder(tiny_clip)
-    torch.testing.assert_close(enc(images, low > 0).region_embeds,
-                               enc(images, high).region_embeds, atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        enc(images, low > 0).region_embeds, enc(images, high).region_embeds, atol=ATOL, rtol=0)
     double = high.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
-    torch.testing.assert_close(enc(images, double).region_embeds,
-                               enc(images, high).region_embeds, atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        enc(images, double).region_embeds, enc(images, high).region_embeds, atol=ATOL, rtol=0)
 
 
 def test_mixed_mask_counts_equal_single_images(tiny_clip):
@@ -165,8 +168,7 @@ def test_mixed_mask_counts_equal_single_images(tiny_clip):
         torch.testing.assert_close(out.region_embeds[i, :len(m)], single, atol=ATOL, rtol=0)
     # explicit validity on a padded tensor gives the same
     padded = torch.zeros(2, 3, 64, 64)
-    padded[0] = torch.nn.functional.interpolate(masks[0][None], size=(64, 64),
-                                                mode='bilinear')[0]
+    padded[0] = torch.nn.functional.interpolate(masks[0][None], size=(64, 64), mode='bilinear')[0]
     padded[1, 0] = masks[1][0]
     out2 = enc(images, padded, valid=out.valid)
     torch.testing.assert_close(out2.region_embeds, out.region_embeds, atol=ATOL, rtol=0)
@@ -193,9 +195,11 @@ def test_bad_inputs(tiny_clip):
     with pytest.raises(ValueError, match='blocks'):
         encoder(tiny_clip, mask_attention_overrides={7: dict(type='MaskTokenAttention')})
     with pytest.raises(TypeError, match='ViT'):
-        encoder(open_clip.CLIP(embed_dim=32, vision_cfg=dict(layers=(1, 1, 1, 1), width=16,
-                                                            image_size=64),
-                               text_cfg=dict(width=32, heads=2, layers=1)))
+        encoder(
+            open_clip.CLIP(
+                embed_dim=32,
+                vision_cfg=dict(layers=(1, 1, 1, 1), width=16, image_size=64),
+                text_cfg=dict(width=32, heads=2, layers=1)))
 
 
 def test_zero_masks(tiny_clip):
@@ -220,8 +224,8 @@ def test_mask_attention_hook(tiny_clip):
     assert MODELS.get('_FullImageRefiner') is None
     images = torch.randn(1, 3, 64, 64)
     out = enc(images, torch.full((1, 2, 64, 64), -1.0))
-    torch.testing.assert_close(out.region_embeds[:, 0], tiny_clip.encode_image(
-        images, normalize=True), atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        out.region_embeds[:, 0], tiny_clip.encode_image(images, normalize=True), atol=ATOL, rtol=0)
     assert len(out.mask_logits) == 1 and out.mask_logits[0].shape == (1, 2, 64, 64)
     plain = encoder(tiny_clip)(images, torch.full((1, 2, 64, 64), -1.0))
     assert plain.mask_logits == []
@@ -232,5 +236,8 @@ def test_from_state_dict_file(tiny_clip, tmp_path):
     torch.save(tiny_clip.state_dict(), path)
     enc = encoder(dict(model_cfg=tiny_clip_cfg(), pretrained=str(path)))
     images = torch.randn(1, 3, 64, 64)
-    torch.testing.assert_close(enc(images, torch.ones(1, 1, 64, 64)).region_embeds[:, 0],
-                               tiny_clip.encode_image(images, normalize=True), atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        enc(images, torch.ones(1, 1, 64, 64)).region_embeds[:, 0],
+        tiny_clip.encode_image(images, normalize=True),
+        atol=ATOL,
+        rtol=0)

@@ -9,8 +9,8 @@ from synthetic_coco import write_coco_panoptic
 
 
 def test_boxes_recomputed_and_names_stripped(tmp_path):
-    data = write_coco_panoptic(str(tmp_path / 'ade'), num_images=2, image_size=(40, 56),
-                               split='val')
+    data = write_coco_panoptic(
+        str(tmp_path / 'ade'), num_images=2, image_size=(40, 56), split='val')
     truth = {s['id']: s['bbox'] for img in data['images'] for s in img['segments']}
     with open(data['panoptic_json']) as f:
         pan = json.load(f)
@@ -48,8 +48,8 @@ def test_annotation_ids_from_one_make_perfect_detections_perfect(tmp_path):
     import torch
     from mmdet.evaluation import CocoMetric
     from pycocotools.coco import COCO
-    data = write_coco_panoptic(str(tmp_path / 'ade'), num_images=1, image_size=(40, 56),
-                               split='val')
+    data = write_coco_panoptic(
+        str(tmp_path / 'ade'), num_images=1, image_size=(40, 56), split='val')
     with open(data['instances_json']) as f:
         ins = json.load(f)
     for i, ann in enumerate(ins['annotations']):
@@ -61,9 +61,14 @@ def test_annotation_ids_from_one_make_perfect_detections_perfect(tmp_path):
     masks = np.stack([coco.annToMask(a) for a in anns])
     labels = [data['cat_ids'].index(a['category_id']) for a in anns]
     boxes = [[x, y, x + w, y + h] for x, y, w, h in (a['bbox'] for a in anns)]
-    prediction = dict(img_id=anns[0]['image_id'], ori_shape=(40, 56), pred_instances=dict(
-        labels=torch.tensor(labels), scores=torch.ones(len(anns)),
-        masks=torch.from_numpy(masks).bool(), bboxes=torch.tensor(boxes).float()))
+    prediction = dict(
+        img_id=anns[0]['image_id'],
+        ori_shape=(40, 56),
+        pred_instances=dict(
+            labels=torch.tensor(labels),
+            scores=torch.ones(len(anns)),
+            masks=torch.from_numpy(masks).bool(),
+            bboxes=torch.tensor(boxes).float()))
 
     def segm_map():
         metric = CocoMetric(ann_file=data['instances_json'], metric=['segm'])

@@ -12,7 +12,6 @@ from synthetic_coco import write_coco_panoptic
 from tiny_maskclip import tiny_maskclip_cfg
 
 
-
 def load_tool(name):
     return load_script(f'tools/{name}.py')
 

@@ -37,7 +37,9 @@ def tiny_clip24():
     import open_clip
     torch.manual_seed(0)
     model = open_clip.CLIP(
-        embed_dim=16, quick_gelu=True, text_cfg=dict(TEXT_CFG),
+        embed_dim=16,
+        quick_gelu=True,
+        text_cfg=dict(TEXT_CFG),
         vision_cfg=dict(image_size=42, layers=24, width=32, patch_size=14, head_width=16))
     with torch.no_grad():
         for param in model.parameters():
@@ -46,14 +48,13 @@ def tiny_clip24():
 
 
 def clip_visual(clip):
-    return {k[len('visual.'):]: v for k, v in clip.state_dict().items()
-            if k.startswith('visual.')}
+    return {k[len('visual.'):]: v for k, v in clip.state_dict().items() if k.startswith('visual.')}
 
 
 def small_proposer(**kwargs):
     """A few-channel detectron2 proposer (names as the real one; quick key-level tests)."""
-    return official_proposer_state_dict(stem=8, dim=32, enc_layers=1, dec_layers=2, queries=4,
-                                        blocks=(1, 1, 2, 1), **kwargs)
+    return official_proposer_state_dict(
+        stem=8, dim=32, enc_layers=1, dec_layers=2, queries=4, blocks=(1, 1, 2, 1), **kwargs)
 
 
 def run(converter, tmp_path, source, *extra, wrap='model', name='model_final.pth'):
@@ -72,11 +73,11 @@ def load(path):
 @pytest.fixture(scope='module')
 def proposer(converter):
     """mmdet Mask2Former from the shipped config + the converted synthetic checkpoint."""
-    import mmmaskclip  # noqa: F401
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    from mmdet.registry import MODELS
+    import mmmaskclip  # noqa: F401
     init_default_scope('mmdet')
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(CONFIG).model).eval()
@@ -90,8 +91,8 @@ def proposer(converter):
 def test_proposer_loads_with_only_the_class_head_missing(proposer):
     model, _, state = proposer
     result = model.load_state_dict(state, strict=False)
-    assert sorted(result.missing_keys) == ['panoptic_head.cls_embed.bias',
-                                           'panoptic_head.cls_embed.weight']
+    assert sorted(
+        result.missing_keys) == ['panoptic_head.cls_embed.bias', 'panoptic_head.cls_embed.weight']
     assert result.unexpected_keys == []
 
 
@@ -120,14 +121,14 @@ def test_proposer_tensors_are_the_source_tensors(proposer):
         D2 + 'input_proj.0.0.weight': 'panoptic_head.pixel_decoder.input_convs.0.conv.weight',
         D2 + 'transformer.level_embed': 'panoptic_head.pixel_decoder.level_encoding.weight',
         D2 + 'transformer.encoder.layers.3.norm2.bias':
-            'panoptic_head.pixel_decoder.encoder.layers.3.norms.1.bias',
+        'panoptic_head.pixel_decoder.encoder.layers.3.norms.1.bias',
         D2 + 'layer_1.norm.weight': 'panoptic_head.pixel_decoder.output_convs.0.gn.weight',
         PRED + 'transformer_cross_attention_layers.4.norm.weight':
-            'panoptic_head.transformer_decoder.layers.4.norms.0.weight',
+        'panoptic_head.transformer_decoder.layers.4.norms.0.weight',
         PRED + 'transformer_self_attention_layers.8.norm.bias':
-            'panoptic_head.transformer_decoder.layers.8.norms.1.bias',
+        'panoptic_head.transformer_decoder.layers.8.norms.1.bias',
         PRED + 'transformer_ffn_layers.0.norm.weight':
-            'panoptic_head.transformer_decoder.layers.0.norms.2.weight',
+        'panoptic_head.transformer_decoder.layers.0.norms.2.weight',
         PRED + 'decoder_norm.weight': 'panoptic_head.transformer_decoder.post_norm.weight',
         PRED + 'level_embed.weight': 'panoptic_head.level_embed.weight',
         PRED + 'mask_embed.layers.2.bias': 'panoptic_head.mask_embed.4.bias',
@@ -200,8 +201,8 @@ def ms_deform_attn(sd, p, query, value_in, ref, shapes, heads=8, points=4):
         start += h * w
         grid = 2 * loc[:, :, :, lvl].transpose(1, 2).reshape(b * heads, nq, points, 2) - 1
         s = F.grid_sample(v, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
-        out = out + (s * att[:, :, :, lvl].transpose(1, 2).reshape(b * heads, 1, nq, points)
-                     ).sum(-1)
+        out = out + (s *
+                     att[:, :, :, lvl].transpose(1, 2).reshape(b * heads, 1, nq, points)).sum(-1)
     return _lin(out.view(b, c, nq).transpose(1, 2), sd, p + 'output_proj')
 
 
@@ -219,9 +220,11 @@ def ref_pixel_decoder(sd, feats):
         pos = sine_pos(h, w).flatten(1).t() + sd[D2 + 'transformer.level_embed'][k]
         poss.append(pos[None].expand(y.shape[0], -1, -1))
     src, pos = torch.cat(srcs, 1), torch.cat(poss, 1)
-    ref = torch.cat([torch.stack(torch.meshgrid((torch.arange(w) + 0.5) / w,
-                                                (torch.arange(h) + 0.5) / h, indexing='xy'),
-                                 -1).reshape(-1, 2) for h, w in shapes]).double()[None]
+    ref = torch.cat([
+        torch.stack(
+            torch.meshgrid((torch.arange(w) + 0.5) / w, (torch.arange(h) + 0.5) / h, indexing='xy'),
+            -1).reshape(-1, 2) for h, w in shapes
+    ]).double()[None]
     for i in range(6):
         p = D2 + f'transformer.encoder.layers.{i}.'
         src = _ln(src + ms_deform_attn(sd, p + 'self_attn.', src + pos, src, ref, shapes), sd,
@@ -232,12 +235,13 @@ def ref_pixel_decoder(sd, feats):
     for h, w in shapes:
         outs.append(src[:, start:start + h * w].transpose(1, 2).reshape(src.shape[0], -1, h, w))
         start += h * w
-    y = F.group_norm(F.conv2d(feats[0], sd[D2 + 'adapter_1.weight']), 32,
-                     sd[D2 + 'adapter_1.norm.weight'], sd[D2 + 'adapter_1.norm.bias'])
+    y = F.group_norm(
+        F.conv2d(feats[0], sd[D2 + 'adapter_1.weight']), 32, sd[D2 + 'adapter_1.norm.weight'],
+        sd[D2 + 'adapter_1.norm.bias'])
     y = y + F.interpolate(outs[-1], size=y.shape[-2:], mode='bilinear', align_corners=False)
     y = F.conv2d(y, sd[D2 + 'layer_1.weight'], padding=1)
-    outs.append(F.relu(F.group_norm(y, 32, sd[D2 + 'layer_1.norm.weight'],
-                                    sd[D2 + 'layer_1.norm.bias'])))
+    outs.append(
+        F.relu(F.group_norm(y, 32, sd[D2 + 'layer_1.norm.weight'], sd[D2 + 'layer_1.norm.bias'])))
     mask_features = F.conv2d(outs[-1], sd[D2 + 'mask_features.weight'],
                              sd[D2 + 'mask_features.bias'])
     return mask_features, outs[:3]
@@ -245,17 +249,32 @@ def ref_pixel_decoder(sd, feats):
 
 def _mha(sd, p, q, k, v, mask=None):
     return F.multi_head_attention_forward(
-        q, k, v, q.shape[-1], 8, sd[p + 'in_proj_weight'], sd[p + 'in_proj_bias'], None, None,
-        False, 0.0, sd[p + 'out_proj.weight'], sd[p + 'out_proj.bias'], training=False,
-        need_weights=False, attn_mask=mask)[0]
+        q,
+        k,
+        v,
+        q.shape[-1],
+        8,
+        sd[p + 'in_proj_weight'],
+        sd[p + 'in_proj_bias'],
+        None,
+        None,
+        False,
+        0.0,
+        sd[p + 'out_proj.weight'],
+        sd[p + 'out_proj.bias'],
+        training=False,
+        need_weights=False,
+        attn_mask=mask)[0]
 
 
 def ref_decoder(sd, mask_features, scales):
     """MultiScaleMaskedTransformerDecoder (post-norm; cross-attention, self-attention, FFN):
     mask logits after the learnable queries and after each of the 9 layers."""
     b = mask_features.shape[0]
-    srcs = [s.flatten(2).permute(2, 0, 1) + sd[PRED + 'level_embed.weight'][i]
-            for i, s in enumerate(scales)]
+    srcs = [
+        s.flatten(2).permute(2, 0, 1) + sd[PRED + 'level_embed.weight'][i]
+        for i, s in enumerate(scales)
+    ]
     poss = [sine_pos(*s.shape[-2:]).flatten(1).t()[:, None].expand(-1, b, -1) for s in scales]
     query_pos = sd[PRED + 'query_embed.weight'][:, None].expand(-1, b, -1)
     out = sd[PRED + 'query_feat.weight'][:, None].expand(-1, b, -1)
@@ -277,8 +296,10 @@ def ref_decoder(sd, mask_features, scales):
         att = att.clone()
         att[att.all(-1)] = False
         p = PRED + f'transformer_cross_attention_layers.{i}.'
-        out = _ln(out + _mha(sd, p + 'multihead_attn.', out + query_pos, srcs[lvl] + poss[lvl],
-                             srcs[lvl], att), sd, p + 'norm')
+        out = _ln(
+            out +
+            _mha(sd, p + 'multihead_attn.', out + query_pos, srcs[lvl] + poss[lvl], srcs[lvl], att),
+            sd, p + 'norm')
         p = PRED + f'transformer_self_attention_layers.{i}.'
         out = _ln(out + _mha(sd, p + 'self_attn.', out + query_pos, out + query_pos, out), sd,
                   p + 'norm')
@@ -310,8 +331,8 @@ def test_proposer_forward_matches_detectron2_reference(proposer):
         ref_mask_features, ref_scales = ref_pixel_decoder(sd, ref_feats)
         for got, ref in zip([mask_features] + scales, [ref_mask_features] + ref_scales):
             torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
-        sample = DetDataSample(metainfo=dict(img_shape=(64, 96), pad_shape=(64, 96),
-                                             batch_input_shape=(64, 96)))
+        sample = DetDataSample(
+            metainfo=dict(img_shape=(64, 96), pad_shape=(64, 96), batch_input_shape=(64, 96)))
         _, mask_preds = model.panoptic_head(feats, [sample])
         ref_preds = ref_decoder(sd, ref_mask_features, ref_scales)
     assert len(mask_preds) == len(ref_preds) == 10
@@ -350,16 +371,22 @@ def ref_maskclip_visual(sd, images, masks, heads):
         allowed[:, :, m:] = True
         allowed[:, :m, m + 1:] = covered
         y = _ln(x, sd, p + 'ln_1')
-        q, k, val = (z.view(b, t, heads, d).transpose(1, 2) for z in F.linear(
-            y, sd[p + 'attn.in_proj_weight'], sd[p + 'attn.in_proj_bias']).chunk(3, -1))
+        q, k, val = (
+            z.view(b, t, heads, d).transpose(1, 2)
+            for z in F.linear(y, sd[p +
+                                    'attn.in_proj_weight'], sd[p +
+                                                               'attn.in_proj_bias']).chunk(3, -1))
         q = q / math.sqrt(d)
         logits = q @ k.transpose(-1, -2)  # B h T T
         rma = p + 'attn.q_prime_norm_added_params.weight' in sd
         if rma:
             j = blk // 6
             c1 = f'{v}transformer.conv1_added_params.{j}'
-            f2 = F.conv2d(masks.tanh().reshape(b * m, 1, *masks.shape[-2:]), sd[c1 + '.weight'],
-                          sd[c1 + '.bias'], stride=patch)
+            f2 = F.conv2d(
+                masks.tanh().reshape(b * m, 1, *masks.shape[-2:]),
+                sd[c1 + '.weight'],
+                sd[c1 + '.bias'],
+                stride=patch)
             f2 = f2.view(b, m, width, n).transpose(2, 3)  # B M N W
             q_m = _ln(f2, sd, p + 'attn.q_prime_norm_added_params').view(b, m, n, heads, d)
             k_m = _lin(y[:, m + 1:], sd, p + 'attn.k_prime_proj_weight_added_params')
@@ -372,8 +399,7 @@ def ref_maskclip_visual(sd, images, masks, heads):
             prod = (prod * torch.sigmoid(1.702 * prod)).permute(0, 1, 3, 2)  # B M W N
             grid = (masks.shape[-2] // patch, masks.shape[-1] // patch)
             c3 = f'{v}transformer.conv3_added_params.{j}'
-            res = F.conv2d(prod.reshape(b * m, width, *grid), sd[c3 + '.weight'],
-                           sd[c3 + '.bias'])
+            res = F.conv2d(prod.reshape(b * m, width, *grid), sd[c3 + '.weight'], sd[c3 + '.bias'])
             res = F.pixel_shuffle(res, patch).view(b, m, *masks.shape[-2:])
         logits = logits.masked_fill(~allowed[:, None], float('-inf'))
         att = (logits.softmax(-1) @ val).transpose(1, 2).reshape(b, t, width)
@@ -407,19 +433,24 @@ def test_rma_checkpoint_reproduces_the_authors_visual_transformer(rma_case, tiny
     state = converted['state_dict']
     assert {k.split('.')[2] for k in state} == {str(b) for b in RMA_BLOCKS}
     rma = dict(type='RelativeMaskAttention', style='official', impl=impl, chunk_size=2)
-    encoder = MaskCLIPVisualEncoder(clip=tiny_clip24,
-                                    mask_attention_overrides={b: rma for b in RMA_BLOCKS})
+    encoder = MaskCLIPVisualEncoder(
+        clip=tiny_clip24, mask_attention_overrides={b: rma
+                                                    for b in RMA_BLOCKS})
     prefix = 'visual_encoder.mask_attention.'
     assert all(k.startswith(prefix) for k in state)
-    encoder.mask_attention.load_state_dict({k[len(prefix):]: v for k, v in state.items()},
+    encoder.mask_attention.load_state_dict({
+        k[len(prefix):]: v
+        for k, v in state.items()
+    },
                                            strict=True)
     encoder = encoder.double().eval()
     gen = torch.Generator().manual_seed(3)
     images = torch.randn(2, 3, 42, 42, generator=gen, dtype=torch.float64)
     # blocks of 7 px (4 per patch) -> some patches covered, some not; pixel noise for f2
-    masks = F.interpolate(torch.randn(2, 3, 6, 6, generator=gen, dtype=torch.float64) - 1,
-                          size=(42, 42)) + 0.3 * torch.randn(2, 3, 42, 42, generator=gen,
-                                                              dtype=torch.float64)
+    masks = F.interpolate(
+        torch.randn(2, 3, 6, 6, generator=gen, dtype=torch.float64) - 1,
+        size=(42, 42)) + 0.3 * torch.randn(
+            2, 3, 42, 42, generator=gen, dtype=torch.float64)
     masks[1, 2] = -5.0  # an empty mask: the class token only
     masks = masks.float().double()  # the encoder reads masks in float32
     with torch.no_grad():
@@ -463,8 +494,8 @@ def test_cli_happy_path_and_summary(converter, full_source, tmp_path, capsys):
     assert rc == 0
     stdout = capsys.readouterr().out
     assert f'32 RMA tensors (blocks 5, 11, 17, 23) -> {out / RMA_OUT}' in stdout
-    num_clip = sum(k.startswith('maskclip.visual.') and 'added_params' not in k
-                   for k in full_source)
+    num_clip = sum(
+        k.startswith('maskclip.visual.') and 'added_params' not in k for k in full_source)
     assert f'skipped {num_clip} CLIP weights' in stdout and 'no --clip-weights' in stdout
     assert 'skipped criterion.empty_weight (training loss weight)' in stdout
     prop = load(out / PROPOSER_OUT)['state_dict']
@@ -483,8 +514,8 @@ def test_cli_happy_path_and_summary(converter, full_source, tmp_path, capsys):
 @pytest.mark.parametrize('wrap', ['model', 'state_dict', None])
 def test_proposer_only_layouts(converter, tmp_path, wrap):
     """mask_proposal_network.pth (proposer keys only) -> only the mmdet checkpoint."""
-    rc, out = run(converter, tmp_path, small_proposer(), wrap=wrap,
-                  name='mask_proposal_network.pth')
+    rc, out = run(
+        converter, tmp_path, small_proposer(), wrap=wrap, name='mask_proposal_network.pth')
     assert rc == 0 and (out / PROPOSER_OUT).exists() and not (out / RMA_OUT).exists()
     meta = load(out / PROPOSER_OUT)['meta']
     assert meta['source_layout'] == {'model': 'detectron2'}.get(wrap, wrap or 'bare')
@@ -494,7 +525,8 @@ def test_proposer_only_layouts(converter, tmp_path, wrap):
 
 @pytest.mark.parametrize('extra', [
     'sem_seg_head.predictor.extra_proj.weight', 'maskclip.visual.transformer.resblocks.5.'
-    'attn.v_prime_added_params.weight', 'backbone.res6.0.conv1.weight', 'maskclip.logit_scale'])
+    'attn.v_prime_added_params.weight', 'backbone.res6.0.conv1.weight', 'maskclip.logit_scale'
+])
 def test_unknown_key_is_an_error(converter, full_source, tmp_path, capsys, extra):
     rc, out = run(converter, tmp_path, dict(full_source, **{extra: torch.zeros(1)}))
     err = capsys.readouterr().err
@@ -502,11 +534,12 @@ def test_unknown_key_is_an_error(converter, full_source, tmp_path, capsys, extra
     assert not out.exists()
 
 
-@pytest.mark.parametrize('drop,message', [
-    ('maskclip.visual.transformer.conv3_added_params.3.', 'block 23 (conv index 3) lacks '
-     'conv3.bias, conv3.weight'),
-    ('maskclip.visual.transformer.resblocks.11.attn.k_prime', 'block 11 (conv index 1) lacks '
-     'k_prime_proj_weight.bias, k_prime_proj_weight.weight')])
+@pytest.mark.parametrize(
+    'drop,message',
+    [('maskclip.visual.transformer.conv3_added_params.3.', 'block 23 (conv index 3) lacks '
+      'conv3.bias, conv3.weight'),
+     ('maskclip.visual.transformer.resblocks.11.attn.k_prime', 'block 11 (conv index 1) lacks '
+      'k_prime_proj_weight.bias, k_prime_proj_weight.weight')])
 def test_incomplete_rma_is_an_error(converter, full_source, tmp_path, capsys, drop, message):
     source = {k: v for k, v in full_source.items() if not k.startswith(drop)}
     rc, _ = run(converter, tmp_path, source)
@@ -560,9 +593,15 @@ def test_unreadable_inputs(converter, tmp_path, capsys):
     (tmp_path / 'notes.txt').write_text('not a checkpoint')
     assert converter.main([str(tmp_path / 'notes.txt'), out]) == 1
     assert 'not a readable PyTorch checkpoint' in capsys.readouterr().err
-    for obj, message in (([1, 2], 'holds a list'), ({'iteration': 3}, 'Unrecognised'),
-                         ({'model': {'head.weight': torch.ones(1)}}, 'neither mapped'),
-                         ({'model': {}}, 'Unrecognised')):
+    for obj, message in (([1, 2], 'holds a list'), ({
+            'iteration': 3
+    }, 'Unrecognised'), ({
+            'model': {
+                'head.weight': torch.ones(1)
+            }
+    }, 'neither mapped'), ({
+            'model': {}
+    }, 'Unrecognised')):
         torch.save(obj, str(tmp_path / 'x.pth'))
         assert converter.main([str(tmp_path / 'x.pth'), out]) == 1
         err = capsys.readouterr().err

@@ -22,21 +22,25 @@ def test_converted_release_through_tools_test(tmp_path):
     clip = make_tiny_clip(seed=3, **TINY)
     clip_file = str(tmp_path / 'open_clip_pytorch_model.bin')
     torch.save(clip.state_dict(), clip_file)
-    visual = {k[len('visual.'):]: v for k, v in clip.state_dict().items()
-              if k.startswith('visual.')}
-    release = dict(official_proposer_state_dict(seed=1),
-                   **official_maskclip_state_dict(visual, seed=2))
+    visual = {
+        k[len('visual.'):]: v
+        for k, v in clip.state_dict().items() if k.startswith('visual.')
+    }
+    release = dict(
+        official_proposer_state_dict(seed=1), **official_maskclip_state_dict(visual, seed=2))
     torch.save({'model': release}, str(tmp_path / 'model_final.pth'))
     out = str(tmp_path / 'checkpoints')
     converter = load_script('tools/model_converters/maskclip_official_to_mmmaskclip.py')
-    assert converter.main([str(tmp_path / 'model_final.pth'), out,
-                           '--clip-weights', clip_file]) == 0
+    assert converter.main([str(tmp_path / 'model_final.pth'), out, '--clip-weights',
+                           clip_file]) == 0
     rma_ckpt = osp.join(out, converter.RMA_OUT)
     proposer_ckpt = osp.join(out, converter.PROPOSER_OUT)
 
     tool = load_script('tools/test.py')
-    args = tool.parse_args([CONFIG, rma_ckpt, '--no-progress', '--cfg-options',
-                            f'model.proposer.checkpoint={proposer_ckpt}'])
+    args = tool.parse_args([
+        CONFIG, rma_ckpt, '--no-progress', '--cfg-options',
+        f'model.proposer.checkpoint={proposer_ckpt}'
+    ])
     cfg = tool.build_cfg(args)
     cfg.model.clip = ConfigDict(model_cfg=tiny_clip_cfg(**TINY), pretrained=clip_file)
     use_synthetic_data(cfg, str(tmp_path / 'data'), CONFIG)

@@ -20,11 +20,7 @@ def _pipeline(with_annotations: bool = True) -> list:
     pipeline = [dict(type='LoadImageFromFile')]
     if with_annotations:
         pipeline.append(
-            dict(
-                type='LoadPanopticAnnotations',
-                with_bbox=True,
-                with_mask=True,
-                with_seg=True))
+            dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True, with_seg=True))
     pipeline.append(dict(type='PackDetInputs'))
     return pipeline
 
@@ -34,16 +30,14 @@ def synthetic(tmp_path_factory):
     """The written dataset's info and mmdet's ``CocoPanopticDataset`` on it."""
     from mmdet.registry import DATASETS
     root = tmp_path_factory.mktemp('coco')
-    info = write_coco_panoptic(
-        str(root), num_images=NUM_IMAGES, image_size=(HEIGHT, WIDTH))
+    info = write_coco_panoptic(str(root), num_images=NUM_IMAGES, image_size=(HEIGHT, WIDTH))
     with DefaultScope.overwrite_default_scope('mmdet'):
         dataset = DATASETS.build(
             dict(
                 type='CocoPanopticDataset',
                 data_root=info['data_root'],
                 ann_file=info['ann_file'],
-                data_prefix=dict(
-                    img='train2017/', seg='annotations/panoptic_train2017/'),
+                data_prefix=dict(img='train2017/', seg='annotations/panoptic_train2017/'),
                 metainfo=dict(
                     classes=info['classes'],
                     thing_classes=info['thing_classes'],
@@ -68,8 +62,7 @@ def test_files_and_label_order(synthetic):
     assert len(dataset) == NUM_IMAGES
     for image in info['images']:
         assert osp.isfile(osp.join(info['img_dir'], image['file_name']))
-        seg_ids = _read_panoptic_png(
-            osp.join(info['seg_dir'], image['seg_file_name']))
+        seg_ids = _read_panoptic_png(osp.join(info['seg_dir'], image['seg_file_name']))
         assert seg_ids.shape == (HEIGHT, WIDTH)
         # Every pixel is labelled, areas and boxes match the json.
         assert sum(s['area'] for s in image['segments']) == HEIGHT * WIDTH
@@ -90,8 +83,7 @@ def test_dataset_sample_matches_drawing(synthetic):
     info, dataset = synthetic
     num_things = len(info['thing_classes'])
     index = max(
-        range(NUM_IMAGES),
-        key=lambda i: sum(s['isthing'] for s in info['images'][i]['segments']))
+        range(NUM_IMAGES), key=lambda i: sum(s['isthing'] for s in info['images'][i]['segments']))
     image = info['images'][index]
     sample = dataset[index]
     data_sample = sample['data_samples']
@@ -102,15 +94,11 @@ def test_dataset_sample_matches_drawing(synthetic):
     gt = data_sample.gt_instances
     assert gt.labels.tolist() == [s['label'] for s in things]
     assert gt.masks.masks.shape == (len(things), HEIGHT, WIDTH)
-    assert gt.masks.masks.sum(axis=(1, 2)).tolist() == [
-        s['area'] for s in things
-    ]
-    expected_boxes = [[x, y, x + w, y + h] for x, y, w, h in
-                      (s['bbox'] for s in things)]
+    assert gt.masks.masks.sum(axis=(1, 2)).tolist() == [s['area'] for s in things]
+    expected_boxes = [[x, y, x + w, y + h] for x, y, w, h in (s['bbox'] for s in things)]
     assert gt.bboxes.tensor.tolist() == expected_boxes
 
-    seg_ids = _read_panoptic_png(
-        osp.join(info['seg_dir'], image['seg_file_name']))
+    seg_ids = _read_panoptic_png(osp.join(info['seg_dir'], image['seg_file_name']))
     sem_seg = data_sample.gt_sem_seg.sem_seg
     assert sem_seg.shape == (1, HEIGHT, WIDTH)
     sem_seg = sem_seg[0].numpy()
@@ -178,8 +166,7 @@ def test_panoptic_metric_perfect_predictions(synthetic, with_ann_file):
 
 def test_panoptic_metric_sees_wrong_labels(synthetic):
     info, dataset = synthetic
-    results = _evaluate_pq(
-        info, dataset, corrupt=True, ann_file=info['panoptic_json'])
+    results = _evaluate_pq(info, dataset, corrupt=True, ann_file=info['panoptic_json'])
     assert results['coco_panoptic/PQ_th'] == pytest.approx(100.0)
     assert results['coco_panoptic/PQ_st'] < 100.0
 
@@ -188,8 +175,7 @@ def test_instances_json_with_coco_metric(synthetic):
     """The instances json agrees with the panoptic one (``CocoMetric``)."""
     from mmdet.evaluation import CocoMetric
     info, dataset = synthetic
-    metric = CocoMetric(
-        ann_file=info['instances_json'], metric=['bbox', 'segm'])
+    metric = CocoMetric(ann_file=info['instances_json'], metric=['bbox', 'segm'])
     metric.dataset_meta = dataset.metainfo
     for i in range(len(dataset)):
         data_sample = dataset[i]['data_samples']

@@ -9,10 +9,7 @@ import pytest
 from conftest import load_script
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = {
-    name: osp.join(REPO_ROOT, 'tools', f'{name}.py')
-    for name in ('train', 'test')
-}
+TOOLS = {name: osp.join(REPO_ROOT, 'tools', f'{name}.py') for name in ('train', 'test')}
 
 BASE_CONFIG = """
 default_scope = 'mmdet'
@@ -102,8 +99,7 @@ def test_train_work_dir_and_cfg_options(train_tool, config, tmp_path):
     assert cfg.launcher == 'pytorch'
     assert cfg.optim_wrapper.optimizer.lr == 0.5
     # A work_dir set in the config wins over the config name.
-    cfg = train_tool.build_cfg(
-        train_tool.parse_args([config, '--cfg-options', 'work_dir=here']))
+    cfg = train_tool.build_cfg(train_tool.parse_args([config, '--cfg-options', 'work_dir=here']))
     assert cfg.work_dir == 'here'
 
 
@@ -132,8 +128,7 @@ def test_train_amp_needs_optim_wrapper(train_tool, tmp_path):
 
 
 def test_train_resume(train_tool, config, tmp_path):
-    args = train_tool.parse_args(
-        [config, '--resume', '--cfg-options', 'load_from=pretrained.pth'])
+    args = train_tool.parse_args([config, '--resume', '--cfg-options', 'load_from=pretrained.pth'])
     assert args.resume == 'auto'
     cfg = train_tool.build_cfg(args)
     assert cfg.resume is True
@@ -141,32 +136,26 @@ def test_train_resume(train_tool, config, tmp_path):
 
     checkpoint = tmp_path / 'iter_10.pth'
     checkpoint.write_bytes(b'')
-    cfg = train_tool.build_cfg(
-        train_tool.parse_args([config, '--resume',
-                               str(checkpoint)]))
+    cfg = train_tool.build_cfg(train_tool.parse_args([config, '--resume', str(checkpoint)]))
     assert cfg.resume is True
     assert cfg.load_from == str(checkpoint)
 
     with pytest.raises(train_tool.ToolError, match='not found'):
         train_tool.build_cfg(
-            train_tool.parse_args(
-                [config, '--resume',
-                 str(tmp_path / 'missing.pth')]))
+            train_tool.parse_args([config, '--resume',
+                                   str(tmp_path / 'missing.pth')]))
 
 
 def test_train_auto_scale_lr(train_tool, config):
-    cfg = train_tool.build_cfg(
-        train_tool.parse_args([config, '--auto-scale-lr']))
+    cfg = train_tool.build_cfg(train_tool.parse_args([config, '--auto-scale-lr']))
     assert cfg.auto_scale_lr.enable is True
-    args = train_tool.parse_args(
-        [config, '--auto-scale-lr', '--cfg-options', 'auto_scale_lr=None'])
+    args = train_tool.parse_args([config, '--auto-scale-lr', '--cfg-options', 'auto_scale_lr=None'])
     with pytest.raises(train_tool.ToolError, match='auto_scale_lr'):
         train_tool.build_cfg(args)
 
 
 def test_train_main_reports_config_errors(train_tool, config, capsys):
-    status = train_tool.main(
-        [config, '--auto-scale-lr', '--cfg-options', 'auto_scale_lr=None'])
+    status = train_tool.main([config, '--auto-scale-lr', '--cfg-options', 'auto_scale_lr=None'])
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('train.py: error:')
@@ -182,8 +171,7 @@ def test_test_defaults(test_tool, config):
 
 def test_test_show(test_tool, config):
     args = test_tool.parse_args(
-        [config, 'model.pth', '--show-dir', 'vis', '--show', '--wait-time',
-         '0.5'])
+        [config, 'model.pth', '--show-dir', 'vis', '--show', '--wait-time', '0.5'])
     hook = test_tool.build_cfg(args).default_hooks.visualization
     assert hook.draw is True
     assert hook.test_out_dir == 'vis'
@@ -205,13 +193,11 @@ def test_test_out_must_be_pickle(test_tool, config):
 
 def test_test_tta(test_tool, config, tmp_path):
     with pytest.raises(test_tool.ToolError, match='tta_model'):
-        test_tool.build_cfg(
-            test_tool.parse_args([config, 'model.pth', '--tta']))
+        test_tool.build_cfg(test_tool.parse_args([config, 'model.pth', '--tta']))
 
     path = tmp_path / 'tta_config.py'
     path.write_text(BASE_CONFIG + TTA_CONFIG)
-    cfg = test_tool.build_cfg(
-        test_tool.parse_args([str(path), 'model.pth', '--tta']))
+    cfg = test_tool.build_cfg(test_tool.parse_args([str(path), 'model.pth', '--tta']))
     assert cfg.model.type == 'DetTTAModel'
     assert cfg.model.module.type == 'ToyRegressor'
     inner = cfg.test_dataloader.dataset.dataset
@@ -309,8 +295,7 @@ log_level = 'WARNING'
 
 
 @pytest.mark.slow
-def test_train_resume_and_test_end_to_end(train_tool, test_tool, tmp_path,
-                                          monkeypatch):
+def test_train_resume_and_test_end_to_end(train_tool, test_tool, tmp_path, monkeypatch):
     """Train two iterations, auto-resume to four, test with ``--out``."""
     (tmp_path / 'toy_tools_module.py').write_text(TOY_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -320,16 +305,14 @@ def test_train_resume_and_test_end_to_end(train_tool, test_tool, tmp_path,
 
     # Distinct experiment names: runs within one second would otherwise
     # share mmengine's logger and log folder.
-    assert train_tool.main([
-        str(config), '--work-dir', work_dir, '--cfg-options',
-        'experiment_name=train'
-    ]) == 0
+    assert train_tool.main(
+        [str(config), '--work-dir', work_dir, '--cfg-options', 'experiment_name=train']) == 0
     first = osp.join(work_dir, 'iter_2.pth')
     with open(first, 'rb') as f:
         first_bytes = f.read()
     assert train_tool.main([
-        str(config), '--work-dir', work_dir, '--cfg-options',
-        'train_cfg.max_iters=4', 'experiment_name=resume', '--resume'
+        str(config), '--work-dir', work_dir, '--cfg-options', 'train_cfg.max_iters=4',
+        'experiment_name=resume', '--resume'
     ]) == 0
     assert osp.isfile(osp.join(work_dir, 'iter_4.pth'))
     with open(first, 'rb') as f:  # resumed at iteration 2, not rerun
@@ -338,8 +321,8 @@ def test_train_resume_and_test_end_to_end(train_tool, test_tool, tmp_path,
     out = str(tmp_path / 'predictions.pkl')
     assert test_tool.main([
         str(config),
-        osp.join(work_dir, 'iter_4.pth'), '--work-dir', work_dir, '--out',
-        out, '--cfg-options', 'experiment_name=test'
+        osp.join(work_dir, 'iter_4.pth'), '--work-dir', work_dir, '--out', out, '--cfg-options',
+        'experiment_name=test'
     ]) == 0
     with open(out, 'rb') as f:
         predictions = pickle.load(f)

@@ -18,8 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mmmaskclip.utils import checkpoint as ckpt_utils
-from mmmaskclip.utils.checkpoint import (install_checkpoint_allowlist,
-                                         runner_checkpoint_globals)
+from mmmaskclip.utils.checkpoint import install_checkpoint_allowlist, runner_checkpoint_globals
 
 install_checkpoint_allowlist()
 
@@ -65,8 +64,7 @@ class ToyMetric(BaseMetric):
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
-            self.results.append(
-                float((sample['pred'] - sample['target']).pow(2).sum()))
+            self.results.append(float((sample['pred'] - sample['target']).pow(2).sum()))
 
     def compute_metrics(self, results: List[float]) -> Dict[str, np.float64]:
         return dict(mse=np.float64(np.mean(results)))
@@ -77,16 +75,12 @@ class RecordHook(Hook):
 
     def before_train(self, runner) -> None:
         self.start_iter = runner.iter
-        self.state_dict = {
-            k: v.clone()
-            for k, v in runner.model.state_dict().items()
-        }
+        self.state_dict = {k: v.clone() for k, v in runner.model.state_dict().items()}
         self.loss_history = runner.message_hub.get_scalar('train/loss').data
         self.runtime_info = dict(runner.message_hub.runtime_info)
 
 
-def build_runner(work_dir: Path, name: str, max_iters: int,
-                 **kwargs) -> Runner:
+def build_runner(work_dir: Path, name: str, max_iters: int, **kwargs) -> Runner:
     """A CPU Runner training ``ToyModel`` for ``max_iters`` iterations."""
     dataloader = dict(
         dataset=ToyDataset(),
@@ -99,8 +93,7 @@ def build_runner(work_dir: Path, name: str, max_iters: int,
         work_dir=str(work_dir),
         experiment_name=name,
         train_dataloader=dataloader,
-        train_cfg=dict(
-            type='IterBasedTrainLoop', max_iters=max_iters, val_interval=1),
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=1),
         val_dataloader=dataloader,
         val_cfg=dict(type='ValLoop'),
         val_evaluator=[ToyMetric()],
@@ -157,10 +150,8 @@ def test_plain_torch_load_rejects_runner_checkpoint(trained):
         torch.load(trained['ckpt'])
     with runner_checkpoint_globals():
         ckpt = torch.load(trained['ckpt'])
-    assert isinstance(ckpt['message_hub']['log_scalars']['train/loss'],
-                      HistoryBuffer)
-    assert isinstance(ckpt['message_hub']['runtime_info']['best_score'],
-                      np.float64)
+    assert isinstance(ckpt['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
+    assert isinstance(ckpt['message_hub']['runtime_info']['best_score'], np.float64)
 
 
 def test_resume(trained, tmp_path):
@@ -198,11 +189,7 @@ def test_auto_resume(trained, tmp_path):
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_2.pth'))
     record = RecordHook()
     runner = build_runner(
-        tmp_path,
-        f'ckpt_auto_{tmp_path.name}',
-        3,
-        resume=True,
-        custom_hooks=[record])
+        tmp_path, f'ckpt_auto_{tmp_path.name}', 3, resume=True, custom_hooks=[record])
     runner.train()
     assert record.start_iter == 2
     assert_state_equal(record.state_dict, trained['state_dict'])
@@ -253,8 +240,7 @@ def test_numpy_metric_values(value, tmp_path):
     # Metrics may return numpy scalars of other dtypes; ``save_best`` keeps
     # them in the runtime info of the message hub.
     path = tmp_path / 'value.pth'
-    torch.save(
-        dict(message_hub=dict(runtime_info=dict(best_score=value))), path)
+    torch.save(dict(message_hub=dict(runtime_info=dict(best_score=value))), path)
     with runner_checkpoint_globals():
         loaded = torch.load(path)['message_hub']['runtime_info']['best_score']
     assert loaded.dtype == value.dtype
@@ -303,8 +289,7 @@ def test_globals_list():
     globals_ = ckpt_utils.RUNNER_CHECKPOINT_GLOBALS
     assert globals_ is ckpt_utils.get_runner_checkpoint_globals()
     names = {
-        item[1] if isinstance(item, tuple) else
-        f'{item.__module__}.{item.__qualname__}'
+        item[1] if isinstance(item, tuple) else f'{item.__module__}.{item.__qualname__}'
         for item in globals_
     }
     assert {

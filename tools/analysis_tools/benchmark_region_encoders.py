@@ -22,12 +22,15 @@ import torch
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', default='ViT-B-16', help='open_clip model name')
-    parser.add_argument('--input-size', type=int, default=224,
-                        help='square input size for MaskCLIP (CLIP baseline uses the '
-                        "CLIP's own size per masked image)")
+    parser.add_argument(
+        '--input-size',
+        type=int,
+        default=224,
+        help='square input size for MaskCLIP (CLIP baseline uses the '
+        "CLIP's own size per masked image)")
     parser.add_argument('--num-masks', type=int, default=100)
-    parser.add_argument('--chunk-size', type=int, default=16,
-                        help='masked images per CLIP forward in the baseline')
+    parser.add_argument(
+        '--chunk-size', type=int, default=16, help='masked images per CLIP forward in the baseline')
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--dtype', default='float32', choices=['float32', 'float16', 'bfloat16'])
@@ -83,7 +86,7 @@ def main():
         mem = f', peak {peaks[name]:.0f} MiB' if peaks[name] is not None else ''
         print(f'  {name:16s} {med[name]:8.3f} s/image (runs: '
               f"{', '.join(f'{t:.3f}' for t in times[name])}){mem}")
-    print(f"  speed-up of mask class tokens over the CLIP baseline: "
+    print(f'  speed-up of mask class tokens over the CLIP baseline: '
           f"{med['clip_baseline'] / med['maskclip_wo_rma']:.1f}x")
 
 

@@ -50,13 +50,19 @@ def parse_args(argv=None):
     parser.add_argument('--heads', type=int, default=16)
     parser.add_argument('--style', default='official', choices=['paper', 'official'])
     parser.add_argument('--chunk-size', type=int, default=8)
-    parser.add_argument('--mode', default='inference',
-                        choices=['inference', 'training', 'loss'],
-                        help='training: forward + backward (fast path with with_cp); loss: '
-                        'the training loss on 336-pixel masks of a 1024-pixel batch')
+    parser.add_argument(
+        '--mode',
+        default='inference',
+        choices=['inference', 'training', 'loss'],
+        help='training: forward + backward (fast path with with_cp); loss: '
+        'the training loss on 336-pixel masks of a 1024-pixel batch')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--variants', nargs='+', default=None, choices=VARIANTS + LOSS_VARIANTS,
-                        help='default: all of the mode')
+    parser.add_argument(
+        '--variants',
+        nargs='+',
+        default=None,
+        choices=VARIANTS + LOSS_VARIANTS,
+        help='default: all of the mode')
     parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -100,20 +106,23 @@ def run_loss_child(args) -> dict:
     torch.manual_seed(0)
     device = torch.device(args.device)
     batch, enc, num_gt = (1024, 1024), (336, 336), 30
-    layers = [torch.randn(1, args.num_masks, *enc, device=device, requires_grad=True)
-              for _ in range(4)]
+    layers = [
+        torch.randn(1, args.num_masks, *enc, device=device, requires_grad=True) for _ in range(4)
+    ]
     seg = torch.randint(0, num_gt, (1, 1, 32, 32), device=device).float()
     seg = F.interpolate(seg, size=batch, mode='nearest')[0, 0].long()
-    gt = InstanceData(labels=torch.arange(num_gt, device=device) % 10,
-                      masks=seg[None] == torch.arange(num_gt, device=device)[:, None, None])
+    gt = InstanceData(
+        labels=torch.arange(num_gt, device=device) % 10,
+        masks=seg[None] == torch.arange(num_gt, device=device)[:, None, None])
     cls = torch.randn(1, args.num_masks, 11, device=device, requires_grad=True)
     valid = torch.ones(1, args.num_masks, dtype=torch.bool, device=device)
     head = MaskCLIPHead()
 
     def step():
         if args.child == 'loss-upsampled':
-            masks = [F.interpolate(m, size=batch, mode='bilinear', align_corners=False)
-                     for m in layers]
+            masks = [
+                F.interpolate(m, size=batch, mode='bilinear', align_corners=False) for m in layers
+            ]
             losses = head.loss(cls, masks, valid, [gt], has_void=True)
         else:
             losses = head.loss(cls, layers, valid, [gt], has_void=True, mask_size=batch)
@@ -122,8 +131,7 @@ def run_loss_child(args) -> dict:
         return float(total)
 
     total, peak, seconds = measure(step, device)
-    return dict(variant=args.child, peak_mib=peak, seconds=seconds, masks_out_mib=0.0,
-                loss=total)
+    return dict(variant=args.child, peak_mib=peak, seconds=seconds, masks_out_mib=0.0, loss=total)
 
 
 def run_child(args) -> dict:
@@ -137,14 +145,24 @@ def run_child(args) -> dict:
     device = torch.device(args.device)
     clip = open_clip.CLIP(
         embed_dim=768,
-        vision_cfg=dict(image_size=args.size, layers=1, width=args.width, patch_size=14,
-                        head_width=args.width // args.heads),
+        vision_cfg=dict(
+            image_size=args.size,
+            layers=1,
+            width=args.width,
+            patch_size=14,
+            head_width=args.width // args.heads),
         text_cfg=dict(width=64, heads=1, layers=1))
     overrides = None
     if args.child != 'plain':
-        overrides = {0: dict(type='RelativeMaskAttention', style=args.style,
-                             impl=args.child.split('-')[1], chunk_size=args.chunk_size,
-                             with_cp=args.mode == 'training')}
+        overrides = {
+            0:
+            dict(
+                type='RelativeMaskAttention',
+                style=args.style,
+                impl=args.child.split('-')[1],
+                chunk_size=args.chunk_size,
+                with_cp=args.mode == 'training')
+        }
     enc = MaskCLIPVisualEncoder(clip=clip, mask_attention_overrides=overrides).to(device)
     enc.init_weights()
     enc.train(args.mode == 'training')
@@ -173,8 +191,7 @@ def main(argv=None):
     variants = args.variants or (LOSS_VARIANTS if args.mode == 'loss' else VARIANTS)
     for variant in variants:
         cmd = [sys.executable, os.path.abspath(__file__), '--child', variant]
-        for key in ('num_masks', 'size', 'width', 'heads', 'style', 'chunk_size', 'mode',
-                    'device'):
+        for key in ('num_masks', 'size', 'width', 'heads', 'style', 'chunk_size', 'mode', 'device'):
             cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         results[variant] = json.loads(out.strip().splitlines()[-1])

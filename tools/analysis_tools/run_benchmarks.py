@@ -27,16 +27,15 @@ COLUMNS = {
     'ade20k-847-semantic': [('A-847 mIoU', 'mIoU', 1)],
     'pascal-context-459-semantic': [('P-459 mIoU', 'mIoU', 1)],
     'pascal-context-59-semantic': [('P-59 mIoU', 'mIoU', 1)],
-    'ade20k-150-panoptic': [(c, f'coco_panoptic/{c}', 1) for c in
-                            ('PQ', 'PQ_th', 'PQ_st', 'SQ', 'SQ_th', 'SQ_st', 'RQ', 'RQ_th',
-                             'RQ_st')],
+    'ade20k-150-panoptic':
+    [(c, f'coco_panoptic/{c}', 1)
+     for c in ('PQ', 'PQ_th', 'PQ_st', 'SQ', 'SQ_th', 'SQ_st', 'RQ', 'RQ_th', 'RQ_st')],
     'ade20k-150-instance': [('ADE AP', 'coco/segm_mAP', 100), ('ADE AP50', 'coco/segm_mAP_50', 100),
                             ('ADE AP75', 'coco/segm_mAP_75', 100)],
     'lvis-v1-instance': [('LVIS AP', 'lvis/segm_AP', 100), ('LVIS AP50', 'lvis/segm_AP50', 100),
                          ('LVIS AP75', 'lvis/segm_AP75', 100)],
     'coco-48-17-constrained-base-instance': [('constrained base', 'coco/segm_base_ap50', 100)],
-    'coco-48-17-constrained-novel-instance': [('constrained target', 'coco/segm_novel_ap50',
-                                               100)],
+    'coco-48-17-constrained-novel-instance': [('constrained target', 'coco/segm_novel_ap50', 100)],
     'coco-48-17-generalized-instance': [('generalized base', 'coco/segm_base_ap50', 100),
                                         ('generalized target', 'coco/segm_novel_ap50', 100),
                                         ('generalized all', 'coco/segm_mAP_50', 100)],
@@ -45,15 +44,17 @@ COLUMNS = {
     'coco-panoptic-val': [('COCO PQ', 'coco_panoptic/PQ', 1)],
 }
 TABLES = [
-    ('Table 2: open-vocabulary semantic segmentation (mIoU)',
-     ['ade20k-150-semantic', 'ade20k-847-semantic', 'pascal-context-459-semantic',
-      'pascal-context-59-semantic']),
+    ('Table 2: open-vocabulary semantic segmentation (mIoU)', [
+        'ade20k-150-semantic', 'ade20k-847-semantic', 'pascal-context-459-semantic',
+        'pascal-context-59-semantic'
+    ]),
     ('Table 3: open-vocabulary panoptic segmentation, ADE20K', ['ade20k-150-panoptic']),
     ('Table 4: open-vocabulary instance segmentation, cross-dataset',
      ['ade20k-150-instance', 'lvis-v1-instance']),
-    ('Table 5: COCO 48/17 split (AP50)',
-     ['coco-48-17-constrained-base-instance', 'coco-48-17-constrained-novel-instance',
-      'coco-48-17-generalized-instance']),
+    ('Table 5: COCO 48/17 split (AP50)', [
+        'coco-48-17-constrained-base-instance', 'coco-48-17-constrained-novel-instance',
+        'coco-48-17-generalized-instance'
+    ]),
     ('Table 7: ground-truth masks as proposals',
      ['gt-masks_ade20k-150-panoptic', 'gt-masks_ade20k-150-semantic']),
     ('COCO panoptic val', ['coco-panoptic-val']),
@@ -67,10 +68,11 @@ def parse_args(argv=None):
     parser.add_argument('--configs-dir', default=osp.join(REPO, 'configs', 'maskclip'))
     parser.add_argument('--work-dir', default='work_dirs/benchmarks')
     parser.add_argument('--only', nargs='+', default=None, help='benchmarks to run')
-    parser.add_argument('--out', default=None, help='markdown file (default: WORK_DIR/'
-                        '<variant>.md)')
-    parser.add_argument('--cfg-options', nargs='+', default=[],
-                        help='handed to tools/test.py for every benchmark')
+    parser.add_argument(
+        '--out', default=None, help='markdown file (default: WORK_DIR/'
+        '<variant>.md)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', default=[], help='handed to tools/test.py for every benchmark')
     return parser.parse_args(argv)
 
 
@@ -102,8 +104,10 @@ def markdown(variant: str, results: Dict[str, dict], commands: Dict[str, str]) -
         columns = [(b, c) for b in benches for c in COLUMNS[b]]
         if not any(b in results for b, _ in columns):
             continue
-        out += [f'## {title}', '', '| method | ' + ' | '.join(c[0] for _, c in columns) + ' |',
-                '| --- ' * (len(columns) + 1) + '|']
+        out += [
+            f'## {title}', '', '| method | ' + ' | '.join(c[0] for _, c in columns) + ' |',
+            '| --- ' * (len(columns) + 1) + '|'
+        ]
         cells = []
         for bench, (_, key, scale) in columns:
             value = results.get(bench, {}).get(key)
@@ -117,8 +121,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     configs = find_configs(args.configs_dir, args.variant, args.only)
     if not configs:
-        print(f'error: no {args.variant}_vit-l-14-336_<benchmark>.py config in '
-              f'{args.configs_dir}', file=sys.stderr)
+        print(
+            f'error: no {args.variant}_vit-l-14-336_<benchmark>.py config in '
+            f'{args.configs_dir}',
+            file=sys.stderr)
         return 2
     spec = importlib.util.spec_from_file_location('_mmmaskclip_test_tool',
                                                   osp.join(REPO, 'tools', 'test.py'))

@@ -35,15 +35,12 @@ import numpy as np
 from PIL import Image
 
 try:
-    from mmmaskclip.datasets.semseg_classes import (ADE20K_847_CLASSES,
-                                                    ADE20K_847_IDS)
+    from mmmaskclip.datasets.semseg_classes import ADE20K_847_CLASSES, ADE20K_847_IDS
 except ModuleNotFoundError as err:  # not installed: use this checkout
     if err.name != 'mmmaskclip':
         raise
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-        osp.realpath(__file__)))))
-    from mmmaskclip.datasets.semseg_classes import (ADE20K_847_CLASSES,
-                                                    ADE20K_847_IDS)
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.realpath(__file__)))))
+    from mmmaskclip.datasets.semseg_classes import ADE20K_847_CLASSES, ADE20K_847_IDS
 
 IGNORE_INDEX = 65535
 SPLITS = ('training', 'validation')
@@ -60,8 +57,7 @@ def build_lut(ade_ids: Sequence[int] = ADE20K_847_IDS) -> np.ndarray:
         take (``26 * 256``).
     """
     lut = np.full(26 * 256, IGNORE_INDEX, dtype=np.uint16)
-    lut[np.asarray(ade_ids, dtype=np.int64)] = np.arange(
-        len(ade_ids), dtype=np.uint16)
+    lut[np.asarray(ade_ids, dtype=np.int64)] = np.arange(len(ade_ids), dtype=np.uint16)
     return lut
 
 
@@ -122,11 +118,12 @@ def resolve_image(ade_root: str, folder: str, filename: str) -> str:
         path = osp.join(path, filename)
         if osp.isfile(path):
             return path
-    raise FileNotFoundError(
-        f'{filename} not found under {folder} (tried {candidates})')
+    raise FileNotFoundError(f'{filename} not found under {folder} (tried {candidates})')
 
 
-def convert_image(item: Tuple[str, str], ade_root: str, out_dir: str,
+def convert_image(item: Tuple[str, str],
+                  ade_root: str,
+                  out_dir: str,
                   max_size: int = 512) -> Tuple[str, int]:
     """Convert one image and its ``_seg.png``.
 
@@ -185,8 +182,7 @@ def convert(ade_root: str,
     """
     with open(osp.join(ade_root, 'index_ade20k.pkl'), 'rb') as f:
         index = pickle.load(f)
-    items = [(folder, name)
-             for folder, name in zip(index['folder'], index['filename'])
+    items = [(folder, name) for folder, name in zip(index['folder'], index['filename'])
              if split_of(name) in splits]
     for split in splits:
         mmengine.mkdir_or_exist(osp.join(out_dir, 'images', split))
@@ -194,8 +190,7 @@ def convert(ade_root: str,
     with open(osp.join(out_dir, 'classes.json'), 'w', encoding='utf-8') as f:
         json.dump(list(ADE20K_847_CLASSES), f, indent=0)
 
-    worker = partial(convert_image, ade_root=ade_root, out_dir=out_dir,
-                     max_size=max_size)
+    worker = partial(convert_image, ade_root=ade_root, out_dir=out_dir, max_size=max_size)
     if nproc > 1:
         results = mmengine.track_parallel_progress(worker, items, nproc)
     else:
@@ -211,22 +206,27 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='ADE20K-full (2021 release) -> A-847 uint16 label maps')
     parser.add_argument('ade_root', help='the ADE20K_2021_17_01 folder')
-    parser.add_argument('-o', '--out-dir', default='data/ade20k_full',
-                        help='output root (default: data/ade20k_full)')
-    parser.add_argument('--max-size', type=int, default=512,
-                        help='resize images whose short side exceeds it '
-                        '(0: keep the full size)')
-    parser.add_argument('--splits', nargs='+', default=list(SPLITS),
-                        choices=SPLITS, help='splits to convert')
-    parser.add_argument('--nproc', type=int, default=1,
-                        help='worker processes')
+    parser.add_argument(
+        '-o',
+        '--out-dir',
+        default='data/ade20k_full',
+        help='output root (default: data/ade20k_full)')
+    parser.add_argument(
+        '--max-size',
+        type=int,
+        default=512,
+        help='resize images whose short side exceeds it '
+        '(0: keep the full size)')
+    parser.add_argument(
+        '--splits', nargs='+', default=list(SPLITS), choices=SPLITS, help='splits to convert')
+    parser.add_argument('--nproc', type=int, default=1, help='worker processes')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    convert(args.ade_root, args.out_dir, max_size=args.max_size,
-            splits=args.splits, nproc=args.nproc)
+    convert(
+        args.ade_root, args.out_dir, max_size=args.max_size, splits=args.splits, nproc=args.nproc)
 
 
 if __name__ == '__main__':

@@ -107,8 +107,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     for split in args.splits:
         pan = osp.join(args.data_root, f'ade20k_panoptic_{split}.json')
         if osp.isfile(pan):
-            n = fix_panoptic(pan, osp.join(args.data_root, f'ade20k_panoptic_{split}'),
-                             args.nproc)
+            n = fix_panoptic(pan, osp.join(args.data_root, f'ade20k_panoptic_{split}'), args.nproc)
             print(f'{pan}: {n} segment boxes recomputed')
         ins = osp.join(args.data_root, f'ade20k_instance_{split}.json')
         if osp.isfile(ins):

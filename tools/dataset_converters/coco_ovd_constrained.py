@@ -31,13 +31,14 @@ from typing import Dict, List, Optional, Sequence
 
 import mmengine
 
-from mmmaskclip.datasets.coco_ovd import (COCO_OVD_SPLITS, coco_ovd_json_name,
-                                          filter_coco_split)
+from mmmaskclip.datasets.coco_ovd import COCO_OVD_SPLITS, coco_ovd_json_name, filter_coco_split
+
+SPLITS = ('novel', 'base')
 
 
 def convert(ann_file: str,
             out_dir: Optional[str] = None,
-            splits: Sequence[str] = ('novel', 'base')) -> Dict[str, str]:
+            splits: Sequence[str] = SPLITS) -> Dict[str, str]:
     """Write one json per split of the COCO 48/17 split.
 
     Args:
@@ -80,12 +81,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='COCO instances json -> constrained-setting jsons of the '
         'COCO 48/17 open-vocabulary split')
+    parser.add_argument('ann_file', help='e.g. data/coco/annotations/instances_val2017.json')
+    parser.add_argument('--out-dir', help='output folder (default: that of ann_file)')
     parser.add_argument(
-        'ann_file', help='e.g. data/coco/annotations/instances_val2017.json')
-    parser.add_argument(
-        '--out-dir', help='output folder (default: that of ann_file)')
-    parser.add_argument(
-        '--splits', nargs='+', default=['novel', 'base'],
+        '--splits',
+        nargs='+',
+        default=list(SPLITS),
         choices=list(COCO_OVD_SPLITS),
         help='splits to write (default: novel base)')
     return parser.parse_args(argv)

@@ -36,8 +36,7 @@ def rgb2id(png: np.ndarray) -> np.ndarray:
     return png[..., 0] + 256 * png[..., 1] + 256 * 256 * png[..., 2]
 
 
-def convert_image(ann: dict, seg_dir: str, stuff_ids: set,
-                  with_stuff: bool = True) -> List[dict]:
+def convert_image(ann: dict, seg_dir: str, stuff_ids: set, with_stuff: bool = True) -> List[dict]:
     """Class-agnostic instances (without ``id``) of one panoptic annotation.
 
     Args:
@@ -68,8 +67,10 @@ def convert_image(ann: dict, seg_dir: str, stuff_ids: set,
                 category_id=OBJECT_CATEGORY['id'],
                 segmentation=rle,
                 area=float(mask.sum()),
-                bbox=[float(x0), float(y0),
-                      float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)],
+                bbox=[float(x0),
+                      float(y0),
+                      float(xs.max() - x0 + 1),
+                      float(ys.max() - y0 + 1)],
                 iscrowd=int(seg.get('iscrowd', 0))))
     return instances
 
@@ -99,8 +100,7 @@ def convert(panoptic_json: str,
     with open(panoptic_json, encoding='utf-8') as f:
         panoptic = json.load(f)
     stuff_ids = {c['id'] for c in panoptic['categories'] if not c.get('isthing', 1)}
-    worker = partial(convert_image, seg_dir=seg_dir, stuff_ids=stuff_ids,
-                     with_stuff=with_stuff)
+    worker = partial(convert_image, seg_dir=seg_dir, stuff_ids=stuff_ids, with_stuff=with_stuff)
     if nproc > 1:
         per_image = mmengine.track_parallel_progress(worker, panoptic['annotations'], nproc)
     else:
@@ -111,8 +111,9 @@ def convert(panoptic_json: str,
             inst['id'] = len(annotations) + 1
             annotations.append(inst)
     out = dict(
-        info=dict(panoptic.get('info', {}),
-                  description=f'class-agnostic segments of {osp.basename(panoptic_json)}'),
+        info=dict(
+            panoptic.get('info', {}),
+            description=f'class-agnostic segments of {osp.basename(panoptic_json)}'),
         licenses=panoptic.get('licenses', []),
         images=panoptic['images'],
         annotations=annotations,
@@ -130,16 +131,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('panoptic_json', help='e.g. data/coco/annotations/panoptic_val2017.json')
     parser.add_argument('--out', help='output json (default: <input>_class-agnostic.json)')
     parser.add_argument('--seg-dir', help='panoptic PNG folder (default: <input> without .json)')
-    parser.add_argument('--things-only', action='store_true',
-                        help='drop the stuff segments (as ClassAgnosticSegments(with_stuff=False))')
+    parser.add_argument(
+        '--things-only',
+        action='store_true',
+        help='drop the stuff segments (as ClassAgnosticSegments(with_stuff=False))')
     parser.add_argument('--nproc', type=int, default=1, help='worker processes')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    convert(args.panoptic_json, args.out, args.seg_dir,
-            with_stuff=not args.things_only, nproc=args.nproc)
+    convert(
+        args.panoptic_json,
+        args.out,
+        args.seg_dir,
+        with_stuff=not args.things_only,
+        nproc=args.nproc)
 
 
 if __name__ == '__main__':

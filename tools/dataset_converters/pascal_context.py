@@ -42,15 +42,12 @@ import mmengine
 import numpy as np
 
 try:
-    from mmmaskclip.datasets.semseg_classes import (PASCAL_CONTEXT_59_IDS,
-                                                    PASCAL_CONTEXT_459_CLASSES)
+    from mmmaskclip.datasets.semseg_classes import PASCAL_CONTEXT_59_IDS, PASCAL_CONTEXT_459_CLASSES
 except ModuleNotFoundError as err:  # not installed: use this checkout
     if err.name != 'mmmaskclip':
         raise
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-        osp.realpath(__file__)))))
-    from mmmaskclip.datasets.semseg_classes import (PASCAL_CONTEXT_59_IDS,
-                                                    PASCAL_CONTEXT_459_CLASSES)
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.realpath(__file__)))))
+    from mmmaskclip.datasets.semseg_classes import PASCAL_CONTEXT_59_IDS, PASCAL_CONTEXT_459_CLASSES
 
 IGNORE_INDEX_459 = 65535
 NUM_CLASSES = len(PASCAL_CONTEXT_459_CLASSES)
@@ -65,8 +62,7 @@ LUT_59[np.asarray(PASCAL_CONTEXT_59_IDS)] = np.arange(
 
 def _check_range(label_map: np.ndarray) -> np.ndarray:
     label_map = np.asarray(label_map)
-    if label_map.size and (label_map.min() < 0
-                           or label_map.max() > NUM_CLASSES):
+    if label_map.size and (label_map.min() < 0 or label_map.max() > NUM_CLASSES):
         raise ValueError(f'LabelMap values must lie in [0, {NUM_CLASSES}], '
                          f'got [{label_map.min()}, {label_map.max()}]')
     return label_map.astype(np.int64)
@@ -121,8 +117,8 @@ def check_labels_txt(path: str) -> None:
     """Raise if ``labels.txt`` differs from ``PASCAL_CONTEXT_459_CLASSES``."""
     names = read_labels_txt(path)
     if names != list(PASCAL_CONTEXT_459_CLASSES):
-        diff = [(i + 1, a, b) for i, (a, b) in enumerate(
-            zip(names, PASCAL_CONTEXT_459_CLASSES)) if a != b]
+        diff = [(i + 1, a, b) for i, (a, b) in enumerate(zip(names, PASCAL_CONTEXT_459_CLASSES))
+                if a != b]
         raise ValueError(f'{path}: {len(names)} names, differing from the '
                          f'459 classes at {diff[:5]}')
 
@@ -174,9 +170,7 @@ def convert_from_mats(devkit_path: str,
     labels_txt = osp.join(osp.dirname(osp.abspath(mat_dir)), 'labels.txt')
     if osp.isfile(labels_txt):
         check_labels_txt(labels_txt)
-    stems = sorted(
-        osp.splitext(name)[0]
-        for name in mmengine.scandir(mat_dir, suffix='.mat'))
+    stems = sorted(osp.splitext(name)[0] for name in mmengine.scandir(mat_dir, suffix='.mat'))
     if not stems:
         raise FileNotFoundError(f'no .mat file in {mat_dir}')
     available = set(stems)
@@ -188,8 +182,7 @@ def convert_from_mats(devkit_path: str,
     for folder in [DIR_59 if w == '59' else DIR_459 for w in which]:
         mmengine.mkdir_or_exist(osp.join(voc_root, folder))
 
-    worker = partial(convert_mat, mat_dir=mat_dir, voc_root=voc_root,
-                     which=tuple(which))
+    worker = partial(convert_mat, mat_dir=mat_dir, voc_root=voc_root, which=tuple(which))
     if nproc > 1:
         mmengine.track_parallel_progress(worker, stems, nproc)
     else:
@@ -201,8 +194,7 @@ def convert_from_mats(devkit_path: str,
     return splits
 
 
-def convert_from_json(devkit_path: str,
-                      json_path: str) -> Dict[str, List[str]]:
+def convert_from_json(devkit_path: str, json_path: str) -> Dict[str, List[str]]:
     """Write the PC-59 maps from ``trainval_merged.json`` (Detail API).
 
     The json's category ids are the 1-based ``labels.txt`` lines of the 59
@@ -214,10 +206,9 @@ def convert_from_json(devkit_path: str,
     try:
         from detail import Detail
     except ImportError as err:
-        raise ImportError(
-            '--json needs the Detail API (package `detail`, installed as '
-            "for mmseg's pascal_context converter); or convert from the "
-            '.mat files of trainval.tar.gz (--mat-dir)') from err
+        raise ImportError('--json needs the Detail API (package `detail`, installed as '
+                          "for mmseg's pascal_context converter); or convert from the "
+                          '.mat files of trainval.tar.gz (--mat-dir)') from err
     voc_root = osp.join(devkit_path, 'VOC2010')
     img_dir = osp.join(voc_root, 'JPEGImages')
     mmengine.mkdir_or_exist(osp.join(voc_root, DIR_59))
@@ -232,8 +223,7 @@ def convert_from_json(devkit_path: str,
     splits = dict()
     for split in ('train', 'val'):
         detail = Detail(json_path, img_dir, split)
-        splits[split] = mmengine.track_progress(
-            partial(write, detail=detail), detail.getImgs())
+        splits[split] = mmengine.track_progress(partial(write, detail=detail), detail.getImgs())
     write_splits(voc_root, splits)
     return splits
 
@@ -243,22 +233,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description='PASCAL Context -> PC-59 (uint8) / PC-459 (uint16) maps')
     parser.add_argument('devkit_path', help='VOCdevkit (holding VOC2010)')
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument('--mat-dir',
-                        help='trainval/ folder of trainval.tar.gz (.mat)')
+    source.add_argument('--mat-dir', help='trainval/ folder of trainval.tar.gz (.mat)')
     source.add_argument('--json', help='trainval_merged.json (59 only)')
-    parser.add_argument('--which', nargs='+', default=['59', '459'],
-                        choices=['59', '459'],
-                        help='maps to write from the .mat files')
-    parser.add_argument('--nproc', type=int, default=1,
-                        help='worker processes (.mat source)')
+    parser.add_argument(
+        '--which',
+        nargs='+',
+        default=['59', '459'],
+        choices=['59', '459'],
+        help='maps to write from the .mat files')
+    parser.add_argument('--nproc', type=int, default=1, help='worker processes (.mat source)')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     if args.mat_dir:
-        convert_from_mats(args.devkit_path, args.mat_dir, which=args.which,
-                          nproc=args.nproc)
+        convert_from_mats(args.devkit_path, args.mat_dir, which=args.which, nproc=args.nproc)
     else:
         convert_from_json(args.devkit_path, args.json)
 

@@ -30,22 +30,30 @@ TASKS = ('panoptic', 'semantic', 'instance')
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('inputs', help='an image file or a folder of images')
-    parser.add_argument('--texts', nargs='*', default=[],
-                        help='thing class names (commas inside a name join synonyms)')
-    parser.add_argument('--stuff-texts', nargs='*', default=[],
-                        help='stuff class names (one segment per class in panoptic)')
+    parser.add_argument(
+        '--texts',
+        nargs='*',
+        default=[],
+        help='thing class names (commas inside a name join synonyms)')
+    parser.add_argument(
+        '--stuff-texts',
+        nargs='*',
+        default=[],
+        help='stuff class names (one segment per class in panoptic)')
     parser.add_argument('--config', default=DEFAULT_CONFIG, help='MaskCLIP config')
-    parser.add_argument('--weights', default=None,
-                        help='MaskCLIP checkpoint (none for training-free configs)')
-    parser.add_argument('--task', choices=TASKS, default='panoptic',
-                        help='which segmentation to draw')
+    parser.add_argument(
+        '--weights', default=None, help='MaskCLIP checkpoint (none for training-free configs)')
+    parser.add_argument(
+        '--task', choices=TASKS, default='panoptic', help='which segmentation to draw')
     parser.add_argument('--out-dir', default='outputs')
     parser.add_argument('--device', default=None)
-    parser.add_argument('--score-thr', type=float, default=0.3,
-                        help='instances scoring below are not drawn')
-    parser.add_argument('--random-weights', action='store_true',
-                        help='random CLIP and proposer weights: runs offline, '
-                        'predictions are meaningless')
+    parser.add_argument(
+        '--score-thr', type=float, default=0.3, help='instances scoring below are not drawn')
+    parser.add_argument(
+        '--random-weights',
+        action='store_true',
+        help='random CLIP and proposer weights: runs offline, '
+        'predictions are meaningless')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     return parser.parse_args(argv)
 
@@ -72,9 +80,13 @@ def main(argv=None) -> int:
     except (CLIPWeightsNotFoundError, ProposerWeightsNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
-    out = inferencer(args.inputs, texts=args.texts, stuff_texts=args.stuff_texts,
-                     out_dir=args.out_dir, pred_score_thr=args.score_thr,
-                     return_datasamples=True)
+    out = inferencer(
+        args.inputs,
+        texts=args.texts,
+        stuff_texts=args.stuff_texts,
+        out_dir=args.out_dir,
+        pred_score_thr=args.score_thr,
+        return_datasamples=True)
     print(f"segmented {len(out['predictions'])} image(s); pictures in "
           f"{osp.join(args.out_dir, 'vis')}")
     return 0

@@ -24,28 +24,41 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('image', help='image file')
     parser.add_argument('masks', help='label-map PNG, COCO-panoptic PNG, or .npy/.npz masks')
-    parser.add_argument('--vocab', nargs='+', required=True,
-                        help='class names; commas inside one name join synonyms')
-    parser.add_argument('--config', default=DEFAULT_CONFIG,
-                        help='a MaskCLIP config (default: MaskCLIP w/o RMA; a CLIP-baseline '
-                        'config for the paper\'s baseline; mmmaskclip:: names one of ours)')
-    parser.add_argument('--clip-weights', default=None,
-                        help='CLIP weights: local file, open_clip tag or URL (overrides config)')
-    parser.add_argument('--random-weights', action='store_true',
-                        help='random CLIP weights: runs offline, predictions are meaningless')
-    parser.add_argument('--out', default='outputs/mask_classification.png',
-                        help='where to write the picture')
+    parser.add_argument(
+        '--vocab',
+        nargs='+',
+        required=True,
+        help='class names; commas inside one name join synonyms')
+    parser.add_argument(
+        '--config',
+        default=DEFAULT_CONFIG,
+        help='a MaskCLIP config (default: MaskCLIP w/o RMA; a CLIP-baseline '
+        'config for the paper\'s baseline; mmmaskclip:: names one of ours)')
+    parser.add_argument(
+        '--clip-weights',
+        default=None,
+        help='CLIP weights: local file, open_clip tag or URL (overrides config)')
+    parser.add_argument(
+        '--random-weights',
+        action='store_true',
+        help='random CLIP weights: runs offline, predictions are meaningless')
+    parser.add_argument(
+        '--out', default='outputs/mask_classification.png', help='where to write the picture')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--score-thr', type=float, default=0.0)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='config overrides, key=value (as in mmdet tools)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='config overrides, key=value (as in mmdet tools)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmmaskclip.apis import (classify_masks, draw_mask_classification,
-                                 init_mask_classifier, load_image, load_masks)
+    from mmmaskclip.apis import (classify_masks, draw_mask_classification, init_mask_classifier,
+                                 load_image, load_masks)
     from mmmaskclip.models import CLIPWeightsNotFoundError
     options = dict(args.cfg_options)
     if args.clip_weights:

@@ -52,8 +52,12 @@ _T = r'maskclip\.visual\.transformer\.'
 _RMA_CONV = re.compile(_T + r'conv(?P<conv>[13])_added_params\.(?P<j>\d+)\.(?P<f>weight|bias)')
 _RMA_ATTN = re.compile(_T + r'resblocks\.(?P<b>\d+)\.attn\.(?P<p>q_prime_norm|k_prime_proj_weight)'
                        r'_added_params\.(?P<f>weight|bias)')
-_RMA_TARGET = {'1': 'mask_patch_embed', '3': 'refiner.1', 'q_prime_norm': 'query_proj_m',
-               'k_prime_proj_weight': 'key_proj_m'}
+_RMA_TARGET = {
+    '1': 'mask_patch_embed',
+    '3': 'refiner.1',
+    'q_prime_norm': 'query_proj_m',
+    'k_prime_proj_weight': 'key_proj_m'
+}
 
 
 class ConversionError(Exception):
@@ -93,8 +97,8 @@ def _rules() -> List[Tuple[re.Pattern, Callable[[dict], str]]]:
         (pd + r'input_proj\.(?P<k>\d+)\.0\.' + wb, pdt + 'input_convs.{k}.conv.{f}'),
         (pd + r'input_proj\.(?P<k>\d+)\.1\.' + wb, pdt + 'input_convs.{k}.gn.{f}'),
         (pd + r'transformer\.level_embed', pdt + 'level_encoding.weight'),
-        (enc + r'self_attn\.(?P<m>sampling_offsets|attention_weights|value_proj|output_proj)\.'
-         + wb, pdt + 'encoder.layers.{i}.self_attn.{m}.{f}'),
+        (enc + r'self_attn\.(?P<m>sampling_offsets|attention_weights|value_proj|output_proj)\.' +
+         wb, pdt + 'encoder.layers.{i}.self_attn.{m}.{f}'),
         (enc + r'norm1\.' + wb, pdt + 'encoder.layers.{i}.norms.0.{f}'),
         (enc + r'norm2\.' + wb, pdt + 'encoder.layers.{i}.norms.1.{f}'),
         (enc + r'linear1\.' + wb, pdt + 'encoder.layers.{i}.ffn.layers.0.0.{f}'),
@@ -171,7 +175,7 @@ def load_state_dict(path: str) -> Tuple[StateDict, str]:
         layout, state = 'bare', obj
     else:
         raise ConversionError(
-            f"Unrecognised checkpoint layout in {path}: top-level keys {_name_keys(list(obj))}; "
+            f'Unrecognised checkpoint layout in {path}: top-level keys {_name_keys(list(obj))}; '
             "expected {'model': state_dict} (detectron2), {'state_dict': ...} or a state dict")
     bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
     if bad:
@@ -210,8 +214,11 @@ def convert_rma(source: StateDict) -> StateDict:
         raise ConversionError(f'RMA parameters in blocks {wrong}; the authors\' layout has them '
                               'only in blocks 6j+5 (j = index of conv1/conv3_added_params)')
     full_conv = {f'conv{c}.{f}' for c in '13' for f in ('weight', 'bias')}
-    full_attn = {f'{p}.{f}' for p in ('q_prime_norm', 'k_prime_proj_weight')
-                 for f in ('weight', 'bias')}
+    full_attn = {
+        f'{p}.{f}'
+        for p in ('q_prime_norm', 'k_prime_proj_weight')
+        for f in ('weight', 'bias')
+    }
     problems = []
     for block in sorted(set(conv_idx) | set(attn_blocks)):
         lack = sorted(full_conv - conv_idx[block]) + sorted(full_attn - attn_blocks[block])
@@ -239,8 +246,8 @@ def convert_proposer(source: StateDict) -> Tuple[StateDict, int]:
                 break
     cls_w = out.get('panoptic_head.cls_embed.weight')
     queries = out.get('panoptic_head.query_feat.weight')
-    if cls_w is not None and (cls_w.dim() != 2 or cls_w.shape[0] != 2 or (
-            queries is not None and cls_w.shape[1] != queries.shape[1])):
+    if cls_w is not None and (cls_w.dim() != 2 or cls_w.shape[0] != 2 or
+                              (queries is not None and cls_w.shape[1] != queries.shape[1])):
         raise ConversionError(
             f'sem_seg_head.predictor.class_embed has shape {tuple(cls_w.shape)}; the '
             f'class-agnostic proposer ({PROPOSER_CONFIG}) has cls_embed (2, hidden): '
@@ -297,10 +304,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'Mask2Former proposer checkpoint')
     parser.add_argument('src', help='model_final.pth or mask_proposal_network.pth')
     parser.add_argument('out_dir', help='output folder')
-    parser.add_argument('--clip-weights',
-                        help='open_clip state dict (visual.* keys) that the CLIP keys of the '
-                        'source must equal, e.g. open_clip_pytorch_model.bin of '
-                        'hf-hub:timm/vit_large_patch14_clip_336.openai')
+    parser.add_argument(
+        '--clip-weights',
+        help='open_clip state dict (visual.* keys) that the CLIP keys of the '
+        'source must equal, e.g. open_clip_pytorch_model.bin of '
+        'hf-hub:timm/vit_large_patch14_clip_336.openai')
     parser.add_argument('--force', action='store_true', help='overwrite existing outputs')
     return parser.parse_args(argv)
 
@@ -322,8 +330,8 @@ def convert(args: argparse.Namespace) -> List[str]:
                               'keys (maskclip.visual.*added_params*) and no Mask2Former keys '
                               '(backbone.*, sem_seg_head.*)')
     proposer, num_added = convert_proposer(prop_src) if prop_src else ({}, 0)
-    outputs = [(osp.join(args.out_dir, name), sd) for name, sd in
-               ((RMA_OUT, rma), (PROPOSER_OUT, proposer)) if sd]
+    outputs = [(osp.join(args.out_dir, name), sd)
+               for name, sd in ((RMA_OUT, rma), (PROPOSER_OUT, proposer)) if sd]
     exist = [p for p, _ in outputs if osp.exists(p)]
     if exist and not args.force:
         raise ConversionError(f'Output exists: {", ".join(exist)}; pass --force to overwrite')
@@ -334,21 +342,26 @@ def convert(args: argparse.Namespace) -> List[str]:
         clip_note = 'not checked against open_clip: no --clip-weights'
     else:
         clip_note = None
-    meta = dict(converted_from=osp.basename(args.src), source_layout=layout,
-                source_code=SOURCE_CODE, converter=osp.join(
-                    'tools', 'model_converters', osp.basename(__file__)))
+    meta = dict(
+        converted_from=osp.basename(args.src),
+        source_layout=layout,
+        source_code=SOURCE_CODE,
+        converter=osp.join('tools', 'model_converters', osp.basename(__file__)))
     os.makedirs(args.out_dir, exist_ok=True)
     lines = [f'{args.src} ({layout} layout, {len(source)} keys):']
     for path, state in outputs:
         if state is rma:
             blocks = sorted({int(k.split('.')[2]) for k in rma})
-            extra = dict(rma_blocks=blocks, clip_check=clip_note or 'no CLIP keys',
-                         layer_cfg="RelativeMaskAttention(style='official')")
+            extra = dict(
+                rma_blocks=blocks,
+                clip_check=clip_note or 'no CLIP keys',
+                layer_cfg="RelativeMaskAttention(style='official')")
             what = f'{len(rma)} RMA tensors (blocks {", ".join(map(str, blocks))})'
         else:
-            extra = dict(config=PROPOSER_CONFIG,
-                         absent='panoptic_head.cls_embed' if 'panoptic_head.cls_embed.weight'
-                         not in proposer else '')
+            extra = dict(
+                config=PROPOSER_CONFIG,
+                absent='panoptic_head.cls_embed'
+                if 'panoptic_head.cls_embed.weight' not in proposer else '')
             what = (f'{len(proposer) - num_added} Mask2Former tensors '
                     f'(+{num_added} zero num_batches_tracked)')
         torch.save({'meta': dict(meta, **extra), 'state_dict': state}, path)

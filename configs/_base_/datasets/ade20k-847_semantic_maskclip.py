@@ -6,8 +6,13 @@ ignore = 65535
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(2560, 640), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=False, with_mask=False, with_seg=True,
-         reduce_zero_label=False, ignore_index=ignore),
+    dict(
+        type='LoadAnnotations',
+        with_bbox=False,
+        with_mask=False,
+        with_seg=True,
+        reduce_zero_label=False,
+        ignore_index=ignore),
     dict(type='PackDetInputs', meta_keys=('img_path', 'ori_shape', 'img_shape', 'text')),
 ]
 val_dataloader = dict(
@@ -16,8 +21,11 @@ val_dataloader = dict(
     persistent_workers=True,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='ADE20K847SegDataset', data_root=data_root, return_classes=True,
-                 pipeline=test_pipeline))
+    dataset=dict(
+        type='ADE20K847SegDataset',
+        data_root=data_root,
+        return_classes=True,
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # GTIgnoreSemSegMetric: the ground truth says which value to ignore (65535)
 val_evaluator = dict(type='GTIgnoreSemSegMetric', iou_metrics=['mIoU'])

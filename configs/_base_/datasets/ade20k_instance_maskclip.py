@@ -6,13 +6,13 @@ test_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='Resize', scale=(2560, 640), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text')),
 ]
 # text in label order (ADE20KInstanceVocabDataset: one mapping for labels and names)
 val_dataloader = dict(
-    dataset=dict(type='ADE20KInstanceVocabDataset', return_classes=True,
-                 pipeline=test_pipeline))
+    dataset=dict(type='ADE20KInstanceVocabDataset', return_classes=True, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(metric=['segm'])
 test_evaluator = val_evaluator

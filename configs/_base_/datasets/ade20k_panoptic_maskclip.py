@@ -7,14 +7,14 @@ test_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='Resize', scale=(2560, 640), keep_ratio=True),
     dict(type='LoadPanopticAnnotations', backend_args={{_base_.backend_args}}),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
-                    'text', 'stuff_text')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text',
+                   'stuff_text')),
 ]
 # text in label order (ADE20KPanopticVocabDataset: one mapping for labels and names)
 val_dataloader = dict(
-    dataset=dict(type='ADE20KPanopticVocabDataset', return_classes=True,
-                 pipeline=test_pipeline))
+    dataset=dict(type='ADE20KPanopticVocabDataset', return_classes=True, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # a test-only benchmark: the loops that go with the val/test dataloader and evaluator
 val_cfg = dict(type='ValLoop')

@@ -6,12 +6,15 @@ _base_ = ['mmdet::_base_/datasets/ade20k_semantic.py']
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='Resize', scale=(2560, 640), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=False, with_mask=False, with_seg=True,
-         reduce_zero_label=True),
+    dict(
+        type='LoadAnnotations',
+        with_bbox=False,
+        with_mask=False,
+        with_seg=True,
+        reduce_zero_label=True),
     dict(type='PackDetInputs', meta_keys=('img_path', 'ori_shape', 'img_shape', 'text')),
 ]
-val_dataloader = dict(
-    num_workers=2, dataset=dict(return_classes=True, pipeline=test_pipeline))
+val_dataloader = dict(num_workers=2, dataset=dict(return_classes=True, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # the ignore value declared by the ground truth (255 here, as mmdet's default)
 val_evaluator = dict(type='GTIgnoreSemSegMetric', iou_metrics=['mIoU'])

@@ -7,8 +7,9 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text')),
 ]
 val_dataloader = dict(
     batch_size=1,
@@ -16,13 +17,19 @@ val_dataloader = dict(
     persistent_workers=True,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='CocoOVDDataset', setting='generalized', split='all',
-                 data_root=data_root, ann_file='annotations/instances_val2017.json',
-                 data_prefix=dict(img='val2017/'), return_classes=True, test_mode=True,
-                 pipeline=test_pipeline))
+    dataset=dict(
+        type='CocoOVDDataset',
+        setting='generalized',
+        split='all',
+        data_root=data_root,
+        ann_file='annotations/instances_val2017.json',
+        data_prefix=dict(img='val2017/'),
+        return_classes=True,
+        test_mode=True,
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='OVCocoMetric', metric=['segm'],
-                     ann_file=data_root + 'annotations/instances_val2017.json')
+val_evaluator = dict(
+    type='OVCocoMetric', metric=['segm'], ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 # a test-only benchmark: the loops that go with the val/test dataloader and evaluator
 val_cfg = dict(type='ValLoop')

@@ -7,8 +7,9 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text')),
 ]
 val_dataloader = dict(
     batch_size=1,
@@ -16,12 +17,17 @@ val_dataloader = dict(
     persistent_workers=True,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='LVISV1OVDataset', data_root=data_root,
-                 ann_file='annotations/lvis_v1_val.json', data_prefix=dict(img=''),
-                 return_classes=True, test_mode=True, pipeline=test_pipeline))
+    dataset=dict(
+        type='LVISV1OVDataset',
+        data_root=data_root,
+        ann_file='annotations/lvis_v1_val.json',
+        data_prefix=dict(img=''),
+        return_classes=True,
+        test_mode=True,
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='LVISCompatMetric', metric=['segm'],
-                     ann_file=data_root + 'annotations/lvis_v1_val.json')
+val_evaluator = dict(
+    type='LVISCompatMetric', metric=['segm'], ann_file=data_root + 'annotations/lvis_v1_val.json')
 test_evaluator = val_evaluator
 # a test-only benchmark: the loops that go with the val/test dataloader and evaluator
 val_cfg = dict(type='ValLoop')

@@ -6,8 +6,12 @@ data_root = 'data/VOCdevkit/VOC2010/'
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=False, with_mask=False, with_seg=True,
-         reduce_zero_label=True),
+    dict(
+        type='LoadAnnotations',
+        with_bbox=False,
+        with_mask=False,
+        with_seg=True,
+        reduce_zero_label=True),
     dict(type='PackDetInputs', meta_keys=('img_path', 'ori_shape', 'img_shape', 'text')),
 ]
 val_dataloader = dict(
@@ -16,8 +20,11 @@ val_dataloader = dict(
     persistent_workers=True,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='PascalContext59SegDataset', data_root=data_root,
-                 return_classes=True, pipeline=test_pipeline))
+    dataset=dict(
+        type='PascalContext59SegDataset',
+        data_root=data_root,
+        return_classes=True,
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='GTIgnoreSemSegMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

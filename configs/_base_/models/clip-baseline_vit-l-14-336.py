@@ -4,6 +4,9 @@
 _base_ = ['./maskclip_vit-l-14-336.py']
 model = dict(
     visual_encoder=dict(
-        _delete_=True, type='CLIPBaselineEncoder', crop_to_box=False, background='black',
+        _delete_=True,
+        type='CLIPBaselineEncoder',
+        crop_to_box=False,
+        background='black',
         chunk_size=16),
     head=None)

@@ -15,7 +15,12 @@ model = dict(
         detector='mmmaskclip::proposals/mask2former_r50_maskclip-official_class-agnostic.py',
         checkpoint='checkpoints/maskclip_official/'
         'mask2former_r50_maskclip-official_class-agnostic_converted.pth'),
-    visual_encoder=dict(mask_attention_overrides={5: rma, 11: rma, 17: rma, 23: rma}),
+    visual_encoder=dict(mask_attention_overrides={
+        5: rma,
+        11: rma,
+        17: rma,
+        23: rma
+    }),
     # class names verbatim: ADE20K's comma-joined synonyms are one string
     text_encoder=dict(templates=None, split_synonyms=False),
     void_class='other',

@@ -10,10 +10,9 @@
 _base_ = ['mmdet::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmmaskclip'], allow_failed_imports=False)
 
-mask2former_checkpoint = (
-    'https://download.openmmlab.com/mmdetection/v3.0/mask2former/'
-    'mask2former_r50_8xb2-lsj-50e_coco-panoptic/'
-    'mask2former_r50_8xb2-lsj-50e_coco-panoptic_20230118_125535-54df384a.pth')
+mask2former_checkpoint = ('https://download.openmmlab.com/mmdetection/v3.0/mask2former/'
+                          'mask2former_r50_8xb2-lsj-50e_coco-panoptic/'
+                          'mask2former_r50_8xb2-lsj-50e_coco-panoptic_20230118_125535-54df384a.pth')
 # Relative Mask Attention in layers 6, 12, 18, 24 (1-based; Table 9 best).
 rma = dict(type='RelativeMaskAttention', style='paper', impl='fast', chunk_size=8)
 
@@ -37,8 +36,12 @@ model = dict(
         detector='mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py',
         checkpoint=mask2former_checkpoint),
     visual_encoder=dict(
-        type='MaskCLIPVisualEncoder',
-        mask_attention_overrides={5: rma, 11: rma, 17: rma, 23: rma}),
+        type='MaskCLIPVisualEncoder', mask_attention_overrides={
+            5: rma,
+            11: rma,
+            17: rma,
+            23: rma
+        }),
     # Raw class names, no prompt templates (the paper's setting).
     text_encoder=dict(type='MaskCLIPTextEncoder', templates=None),
     head=dict(type='MaskCLIPHead'),

@@ -11,7 +11,6 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 from mmcv.transforms import BaseTransform
-
 from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import BaseBoxes, HorizontalBoxes
 from mmdet.structures.mask import BitmapMasks, PolygonMasks
@@ -125,15 +124,13 @@ class ClassAgnosticSegments(BaseTransform):
             return [], []
         seg_map = results.get('gt_seg_map')
         if seg_map is None:
-            raise KeyError(
-                'ClassAgnosticSegments needs `gt_seg_map` for the stuff '
-                'segments: load it (LoadPanopticAnnotations(with_seg=True)) '
-                'or set with_stuff=False')
+            raise KeyError('ClassAgnosticSegments needs `gt_seg_map` for the stuff '
+                           'segments: load it (LoadPanopticAnnotations(with_seg=True)) '
+                           'or set with_stuff=False')
         masks, crowd = [], []
         for label in labels:
             masks.append(((seg_map == label) & ~things).astype(np.uint8))
-            crowd.append(self.num_things_classes is not None
-                         and label < self.num_things_classes)
+            crowd.append(self.num_things_classes is not None and label < self.num_things_classes)
         return masks, crowd
 
     def transform(self, results: dict) -> dict:
@@ -150,9 +147,7 @@ class ClassAgnosticSegments(BaseTransform):
                            'with with_mask=True')
         masks = results['gt_masks']
         num_things = len(masks)
-        ignore = np.asarray(
-            results.get('gt_ignore_flags', np.zeros(num_things, bool)),
-            dtype=bool)
+        ignore = np.asarray(results.get('gt_ignore_flags', np.zeros(num_things, bool)), dtype=bool)
         boxes = results.get('gt_bboxes')
         if boxes is not None and len(boxes) != num_things:
             raise ValueError(f'{len(boxes)} boxes for {num_things} masks')
@@ -165,11 +160,10 @@ class ClassAgnosticSegments(BaseTransform):
             stuff, crowd = self._stuff_segments(results, covered)
         if stuff:
             if isinstance(masks, PolygonMasks):
-                masks = BitmapMasks(masks.to_ndarray(), masks.height,
-                                    masks.width)
+                masks = BitmapMasks(masks.to_ndarray(), masks.height, masks.width)
             masks = BitmapMasks(
-                np.concatenate([masks.masks, np.stack(stuff)]).astype(
-                    np.uint8), masks.height, masks.width)
+                np.concatenate([masks.masks, np.stack(stuff)]).astype(np.uint8), masks.height,
+                masks.width)
             ignore = np.concatenate([ignore, np.asarray(crowd, bool)])
 
         if boxes is not None:
@@ -188,8 +182,7 @@ class ClassAgnosticSegments(BaseTransform):
             if self.drop_seg_map:
                 results.pop('gt_seg_map')
             else:
-                results['gt_seg_map'] = np.full_like(results['gt_seg_map'],
-                                                     IGNORE_LABEL)
+                results['gt_seg_map'] = np.full_like(results['gt_seg_map'], IGNORE_LABEL)
         return results
 
     def _boxes(self, thing_boxes, masks, num_things: int):
@@ -204,8 +197,7 @@ class ClassAgnosticSegments(BaseTransform):
             HorizontalBoxes | np.ndarray: One box per mask, in the type of
             ``thing_boxes``.
         """
-        if isinstance(thing_boxes, BaseBoxes) and not isinstance(
-                thing_boxes, HorizontalBoxes):
+        if isinstance(thing_boxes, BaseBoxes) and not isinstance(thing_boxes, HorizontalBoxes):
             raise TypeError('ClassAgnosticSegments supports horizontal '
                             f'boxes only, got {type(thing_boxes).__name__}')
         if self.recompute_bbox:
@@ -215,14 +207,11 @@ class ClassAgnosticSegments(BaseTransform):
             return new.numpy().astype(thing_boxes.dtype)
         if len(masks) == num_things:
             return thing_boxes
-        stuff = HorizontalBoxes.from_instance_masks(
-            masks[np.arange(num_things, len(masks))])
+        stuff = HorizontalBoxes.from_instance_masks(masks[np.arange(num_things, len(masks))])
         if isinstance(thing_boxes, BaseBoxes):
             stuff = stuff.to(thing_boxes.device)
             return thing_boxes.cat([thing_boxes, stuff])
-        return np.concatenate(
-            [thing_boxes.reshape(-1, 4),
-             stuff.numpy().astype(thing_boxes.dtype)])
+        return np.concatenate([thing_boxes.reshape(-1, 4), stuff.numpy().astype(thing_boxes.dtype)])
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(with_stuff={self.with_stuff}, '

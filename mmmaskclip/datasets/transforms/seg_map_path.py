@@ -3,7 +3,6 @@
 import os.path as osp
 
 from mmcv.transforms import BaseTransform
-
 from mmdet.registry import TRANSFORMS
 
 

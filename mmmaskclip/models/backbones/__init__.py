@@ -4,6 +4,5 @@ from .encoder_output import RegionEncoderOutput
 from .maskclip_visual_encoder import MaskCLIPVisualEncoder, interpolate_pos_embed
 
 __all__ = [
-    'CLIPBaselineEncoder', 'MaskCLIPVisualEncoder', 'RegionEncoderOutput',
-    'interpolate_pos_embed'
+    'CLIPBaselineEncoder', 'MaskCLIPVisualEncoder', 'RegionEncoderOutput', 'interpolate_pos_embed'
 ]

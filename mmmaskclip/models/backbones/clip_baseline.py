@@ -9,11 +9,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmdet.registry import MODELS
+from mmdet.utils import OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from mmdet.registry import MODELS
-from mmdet.utils import OptMultiConfig
 from ..clip_loader import ClipConfig, build_clip_model, freeze
 from ..geometry import resize_images
 from ..utils import prepare_mask_logits
@@ -143,8 +143,8 @@ class CLIPBaselineEncoder(BaseModule):
         """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f'images must be (B, 3, H, W), got {tuple(images.shape)}.')
-        masks, valid = prepare_mask_logits(mask_logits, tuple(images.shape[-2:]), valid,
-                                           batch_size=images.shape[0])
+        masks, valid = prepare_mask_logits(
+            mask_logits, tuple(images.shape[-2:]), valid, batch_size=images.shape[0])
         binary = masks >= 0
         num_images, num_masks = binary.shape[:2]
         region_embeds = images.new_zeros(num_images, num_masks, self.embed_dim)
@@ -154,5 +154,4 @@ class CLIPBaselineEncoder(BaseModule):
                 chunk = index[start:start + self.chunk_size]
                 crops = self.masked_images(images[b], binary[b, chunk])
                 region_embeds[b, chunk] = F.normalize(self.clip_visual(crops), dim=-1)
-        return RegionEncoderOutput(region_embeds=region_embeds, image_embeds=None,
-                                   valid=valid)
+        return RegionEncoderOutput(region_embeds=region_embeds, image_embeds=None, valid=valid)

@@ -6,11 +6,11 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from mmdet.registry import MODELS
-from mmdet.utils import ConfigType, OptMultiConfig
 from ..clip_loader import ClipConfig, build_clip_model, freeze
 from ..layers import MaskTokenBlockInputs, mask_patch_coverage
 from ..utils import prepare_mask_logits
@@ -29,8 +29,7 @@ def interpolate_pos_embed(pos_embed: Tensor, src_grid: Tuple[int, int],
         return pos_embed
     cls_pos, patch_pos = pos_embed[:1], pos_embed[1:]
     grid = patch_pos.reshape(1, *src_grid, -1).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=dst_grid, mode='bicubic', antialias=True,
-                         align_corners=False)
+    grid = F.interpolate(grid, size=dst_grid, mode='bicubic', antialias=True, align_corners=False)
     patch_pos = grid.permute(0, 2, 3, 1).reshape(-1, pos_embed.shape[-1])
     return torch.cat([cls_pos, patch_pos.to(pos_embed.dtype)], dim=0)
 
@@ -111,11 +110,12 @@ class MaskCLIPVisualEncoder(BaseModule):
             raise ValueError(f'mask_attention_overrides names blocks {bad}, but this CLIP '
                              f'has blocks 0..{num_blocks - 1}.')
         overrides = {int(i) % num_blocks: cfg for i, cfg in overrides.items()}
-        dims = dict(embed_dims=visual.transformer.width, num_heads=self.num_heads,
-                    patch_size=self.patch_size)
+        dims = dict(
+            embed_dims=visual.transformer.width,
+            num_heads=self.num_heads,
+            patch_size=self.patch_size)
         self.mask_attention = nn.ModuleList(
-            MODELS.build(dict(overrides.get(i, mask_attention), **dims))
-            for i in range(num_blocks))
+            MODELS.build(dict(overrides.get(i, mask_attention), **dims)) for i in range(num_blocks))
 
     @property
     def embed_dim(self) -> int:
@@ -185,8 +185,8 @@ class MaskCLIPVisualEncoder(BaseModule):
         if height % ph or width % pw:
             raise ValueError(f'Image size {height}x{width} is not a multiple of the patch '
                              f'size {ph}x{pw}; resize or pad the images first.')
-        masks, valid = prepare_mask_logits(mask_logits, (height, width), valid,
-                                           batch_size=images.shape[0])
+        masks, valid = prepare_mask_logits(
+            mask_logits, (height, width), valid, batch_size=images.shape[0])
         masks = masks.to(images.dtype)
         grid = (height // ph, width // pw)
         coverage = mask_patch_coverage(masks, self.patch_size)
@@ -199,15 +199,22 @@ class MaskCLIPVisualEncoder(BaseModule):
             in_w, in_b = block.attn.in_proj_weight, block.attn.in_proj_bias
             with torch.no_grad():
                 y_clip = block.ln_1(x_clip)
-                q, k, v = (_split_heads(t, self.num_heads)
-                           for t in F.linear(y_clip, in_w, in_b).chunk(3, dim=-1))
+                q, k, v = (
+                    _split_heads(t, self.num_heads)
+                    for t in F.linear(y_clip, in_w, in_b).chunk(3, dim=-1))
                 x_clip = self._mlp_residual(block, x_clip, F.scaled_dot_product_attention(q, k, v))
             dim = x_mask.shape[-1]
             q_mask = F.linear(block.ln_1(x_mask), in_w[:dim], None if in_b is None else in_b[:dim])
             inputs = MaskTokenBlockInputs(
-                q_mask=_split_heads(q_mask, self.num_heads), k=k, v=v,
-                clip_tokens_normed=y_clip, mask_logits=masks, coverage=coverage,
-                grid_size=grid, patch_size=self.patch_size, block_index=index)
+                q_mask=_split_heads(q_mask, self.num_heads),
+                k=k,
+                v=v,
+                clip_tokens_normed=y_clip,
+                mask_logits=masks,
+                coverage=coverage,
+                grid_size=grid,
+                patch_size=self.patch_size,
+                block_index=index)
             attn_out, new_masks = layer(inputs)
             x_mask = self._mlp_residual(block, x_mask, attn_out)
             if new_masks is not None:
@@ -217,5 +224,9 @@ class MaskCLIPVisualEncoder(BaseModule):
         with torch.no_grad():
             image_embeds = self.project(x_clip[:, 0])
         region_embeds = self.project(x_mask) * valid[..., None].to(x_mask.dtype)
-        return RegionEncoderOutput(region_embeds=region_embeds, image_embeds=image_embeds,
-                                   valid=valid, clip_tokens=x_clip, mask_logits=refined)
+        return RegionEncoderOutput(
+            region_embeds=region_embeds,
+            image_embeds=image_embeds,
+            valid=valid,
+            clip_tokens=x_clip,
+            mask_logits=refined)

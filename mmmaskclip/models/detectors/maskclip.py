@@ -4,17 +4,16 @@ similarities -> losses or universal segmentation (paper Fig. 1)."""
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from mmengine.structures import InstanceData
-from torch import Tensor
-
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmengine.structures import InstanceData
+from torch import Tensor
+
 from ..backbones import RegionEncoderOutput
 from ..clip_loader import ClipConfig, build_clip_model, with_clip
-from ..geometry import (images_to_encoder, masks_from_encoder, masks_to_encoder,
-                        to_original_geometry)
+from ..geometry import images_to_encoder, masks_from_encoder, masks_to_encoder, to_original_geometry
 from ..post_processing import void_column
 from ..proposers import MaskProposals
 from ..utils import Vocabulary, fill_padding, gt_segments
@@ -137,8 +136,9 @@ class MaskCLIP(BaseDetector):
         self.image_resize = dict(image_resize)
         self.mask_antialias = mask_antialias
         self.register_buffer(
-            'image_pad_value', None if image_pad_value is None else torch.tensor(
-                image_pad_value, dtype=torch.float32), False)
+            'image_pad_value',
+            None if image_pad_value is None else torch.tensor(image_pad_value, dtype=torch.float32),
+            False)
         self.use_objectness = use_objectness
         self.output_proposals = output_proposals
         self._register_state_dict_hook(_drop_frozen_state)
@@ -149,15 +149,15 @@ class MaskCLIP(BaseDetector):
         """The batch's vocabulary: ``class_names`` (its first
         ``num_things_classes`` things) or the samples' ``text`` (things) and
         ``stuff_text`` (stuff), with ``void_class``."""
-        return Vocabulary.of_batch(batch_data_samples, self.class_names,
-                                   self.num_things_classes, self.void_class)
+        return Vocabulary.of_batch(batch_data_samples, self.class_names, self.num_things_classes,
+                                   self.void_class)
 
-    def gt_segments(self, batch_data_samples: SampleList,
+    def gt_segments(self,
+                    batch_data_samples: SampleList,
                     vocabulary: Optional[Vocabulary] = None) -> List[InstanceData]:
         """Ground-truth things and stuff of each image (see
         :func:`~mmmaskclip.models.utils.gt_segments`)."""
-        return gt_segments(batch_data_samples,
-                           vocabulary or self.vocabulary(batch_data_samples))
+        return gt_segments(batch_data_samples, vocabulary or self.vocabulary(batch_data_samples))
 
     def clip_images(self, batch_inputs: Tensor) -> Tensor:
         """RGB 0-255 ``(B, 3, Hp, Wp)`` -> CLIP-normalised encoder input
@@ -166,21 +166,26 @@ class MaskCLIP(BaseDetector):
         return images_to_encoder(x, self.visual_encoder.patch_size, self.encoder_input_size,
                                  **self.image_resize)
 
-    def encode(self, batch_inputs: Tensor, batch_data_samples: SampleList,
-               vocabulary: Vocabulary,
-               batch_gt_segments: Optional[List[InstanceData]] = None
-               ) -> Tuple[MaskProposals, RegionEncoderOutput, Tensor]:
+    def encode(
+        self,
+        batch_inputs: Tensor,
+        batch_data_samples: SampleList,
+        vocabulary: Vocabulary,
+        batch_gt_segments: Optional[List[InstanceData]] = None
+    ) -> Tuple[MaskProposals, RegionEncoderOutput, Tensor]:
         """Proposals, region embeddings and class logits ``(B, M, C')`` over
         ``vocabulary.text`` (``C' = C + 1`` with a void class).
 
         The refined masks in ``regions.mask_logits`` are in the encoder frame
         (see :meth:`batch_masks`).
         """
-        proposals = self.proposer(batch_inputs, batch_data_samples, vocabulary,
-                                  batch_gt_segments)
-        masks = masks_to_encoder(proposals.mask_logits, batch_inputs.shape[-2:],
-                                 self.visual_encoder.patch_size, self.encoder_input_size,
-                                 antialias=self.mask_antialias)
+        proposals = self.proposer(batch_inputs, batch_data_samples, vocabulary, batch_gt_segments)
+        masks = masks_to_encoder(
+            proposals.mask_logits,
+            batch_inputs.shape[-2:],
+            self.visual_encoder.patch_size,
+            self.encoder_input_size,
+            antialias=self.mask_antialias)
         if self.image_pad_value is not None:
             batch_inputs = fill_padding(batch_inputs, batch_data_samples, self.image_pad_value)
         images = self.clip_images(batch_inputs)
@@ -195,8 +200,7 @@ class MaskCLIP(BaseDetector):
         resolution (no upsampling: consumers resize lazily)."""
         if not regions.mask_logits:
             return [proposals.mask_logits]
-        return [masks_from_encoder(m, size, self.encoder_input_size)
-                for m in regions.mask_logits]
+        return [masks_from_encoder(m, size, self.encoder_input_size) for m in regions.mask_logits]
 
     # ------------------------------------------------------------ modes
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
@@ -205,14 +209,20 @@ class MaskCLIP(BaseDetector):
             raise ValueError('MaskCLIP was built without a head: it cannot be trained.')
         vocabulary = self.vocabulary(batch_data_samples)
         gt = gt_segments(batch_data_samples, vocabulary)
-        proposals, regions, cls_logits = self.encode(batch_inputs, batch_data_samples,
-                                                     vocabulary, gt)
+        proposals, regions, cls_logits = self.encode(batch_inputs, batch_data_samples, vocabulary,
+                                                     gt)
         size = tuple(batch_inputs.shape[-2:])
-        return self.head.loss(cls_logits, self.batch_masks(proposals, regions, size),
-                              regions.valid, gt, [s.metainfo for s in batch_data_samples],
-                              has_void=vocabulary.void is not None, mask_size=size)
+        return self.head.loss(
+            cls_logits,
+            self.batch_masks(proposals, regions, size),
+            regions.valid,
+            gt, [s.metainfo for s in batch_data_samples],
+            has_void=vocabulary.void is not None,
+            mask_size=size)
 
-    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+    def predict(self,
+                batch_inputs: Tensor,
+                batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
         """Semantic, panoptic and instance predictions for the vocabulary.
 
@@ -221,8 +231,7 @@ class MaskCLIP(BaseDetector):
         original image size when ``rescale`` (else at ``img_shape``).
         """
         vocabulary = self.vocabulary(batch_data_samples)
-        proposals, regions, cls_logits = self.encode(batch_inputs, batch_data_samples,
-                                                     vocabulary)
+        proposals, regions, cls_logits = self.encode(batch_inputs, batch_data_samples, vocabulary)
         cls_logits = void_column(cls_logits, regions.valid, append=vocabulary.void is None)
         size = tuple(batch_inputs.shape[-2:])
         masks = self.batch_masks(proposals, regions, size)[-1]
@@ -230,8 +239,7 @@ class MaskCLIP(BaseDetector):
         for b, (sample, cls, mask) in enumerate(zip(batch_data_samples, cls_logits, masks)):
             mask = self.to_image(mask, sample.metainfo, size, rescale)
             obj = objectness[b] if objectness is not None else None
-            for key, value in self.post_processor(cls, mask, vocabulary.num_things,
-                                                  obj).items():
+            for key, value in self.post_processor(cls, mask, vocabulary.num_things, obj).items():
                 setattr(sample, key, value)
             if self.output_proposals:
                 valid = regions.valid[b]
@@ -240,16 +248,15 @@ class MaskCLIP(BaseDetector):
         return batch_data_samples
 
     @staticmethod
-    def to_image(masks: Tensor, meta: dict, batch_size: Tuple[int, int],
-                 rescale: bool) -> Tensor:
+    def to_image(masks: Tensor, meta: dict, batch_size: Tuple[int, int], rescale: bool) -> Tensor:
         """Masks ``(M, h, w)`` covering the padded batch ``batch_size`` -> the
         image: upsample to the batch, crop the padding, undo a test-time flip,
         then resize to ``ori_shape`` if ``rescale`` (else stay at ``img_shape``)."""
         out_size = meta['ori_shape'][:2] if rescale else meta['img_shape'][:2]
         return to_original_geometry(masks, meta, batch_size, out_size)
 
-    def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList
-                 ) -> Tuple[Tensor, List[Tensor]]:
+    def _forward(self, batch_inputs: Tensor,
+                 batch_data_samples: SampleList) -> Tuple[Tensor, List[Tensor]]:
         """Class logits ``(B, M, C)`` and every refined mask ``(B, M, H, W)``."""
         _, regions, cls_logits = self.encode(batch_inputs, batch_data_samples,
                                              self.vocabulary(batch_data_samples))

@@ -11,13 +11,13 @@ import copy
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
+from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.structures.mask import BaseInstanceMasks
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig, reduce_mean
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmdet.registry import MODELS, TASK_UTILS
-from mmdet.structures.mask import BaseInstanceMasks
-from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig, reduce_mean
 from .point_sampling import OptSize, sample_points, uncertain_point_coords
 
 #: Training config used for every key ``train_cfg`` leaves out.
@@ -108,15 +108,9 @@ class MaskCLIPHead(BaseModule):
 
     def __init__(self,
                  loss_cls: ConfigType = dict(
-                     type='CrossEntropyLoss',
-                     use_sigmoid=False,
-                     loss_weight=2.0,
-                     reduction='mean'),
+                     type='CrossEntropyLoss', use_sigmoid=False, loss_weight=2.0, reduction='mean'),
                  loss_mask: ConfigType = dict(
-                     type='CrossEntropyLoss',
-                     use_sigmoid=True,
-                     reduction='mean',
-                     loss_weight=5.0),
+                     type='CrossEntropyLoss', use_sigmoid=True, reduction='mean', loss_weight=5.0),
                  loss_dice: ConfigType = dict(
                      type='DiceLoss',
                      use_sigmoid=True,
@@ -186,8 +180,13 @@ class MaskCLIPHead(BaseModule):
 
     # ---------------------------------------------------------------- matching
     @torch.no_grad()
-    def _match_single(self, cls_logit: Tensor, mask_logit: Tensor, valid: Tensor,
-                      gt_labels: Tensor, gt_masks: Tensor, img_meta: dict,
+    def _match_single(self,
+                      cls_logit: Tensor,
+                      mask_logit: Tensor,
+                      valid: Tensor,
+                      gt_labels: Tensor,
+                      gt_masks: Tensor,
+                      img_meta: dict,
                       mask_size: OptSize = None) -> MatchResult:
         """Hungarian matching for one image.
 
@@ -216,29 +215,29 @@ class MaskCLIPHead(BaseModule):
         preds = mask_logit[prop_inds].float().unsqueeze(1)
         # the same uniformly random points for predictions and GTs
         coords = torch.rand(1, self.num_points, 2, device=device)
-        pred_points = sample_points(preds, coords.repeat(num_preds, 1, 1),
-                                    mask_size).squeeze(1)
-        gt_points = sample_points(gt_masks.unsqueeze(1).float(),
-                                  coords.repeat(num_gts, 1, 1)).squeeze(1)
+        pred_points = sample_points(preds, coords.repeat(num_preds, 1, 1), mask_size).squeeze(1)
+        gt_points = sample_points(gt_masks.unsqueeze(1).float(), coords.repeat(num_gts, 1,
+                                                                               1)).squeeze(1)
         pred_instances = InstanceData(scores=scores, masks=pred_points)
         gt_instances = InstanceData(labels=gt_labels.to(device), masks=gt_points)
         assign_result = self.assigner.assign(
             pred_instances=pred_instances, gt_instances=gt_instances, img_meta=img_meta)
         sampling_result = self.sampler.sample(
-            assign_result=assign_result,
-            pred_instances=pred_instances,
-            gt_instances=gt_instances)
+            assign_result=assign_result, pred_instances=pred_instances, gt_instances=gt_instances)
         pos_gt_inds = sampling_result.pos_assigned_gt_inds.long()
         return prop_inds[sampling_result.pos_inds], pos_gt_inds
 
-    def _match(self, cls_logits: Tensor, final_masks: Tensor, valid: Tensor,
-               gt_labels_list: List[Tensor], gt_masks_list: List[Tensor],
-               batch_img_metas: Sequence[dict], mask_size: OptSize = None
-               ) -> List[MatchResult]:
+    def _match(self,
+               cls_logits: Tensor,
+               final_masks: Tensor,
+               valid: Tensor,
+               gt_labels_list: List[Tensor],
+               gt_masks_list: List[Tensor],
+               batch_img_metas: Sequence[dict],
+               mask_size: OptSize = None) -> List[MatchResult]:
         return [
-            self._match_single(cls_logits[i].detach(), final_masks[i].detach(),
-                               valid[i].bool(), gt_labels_list[i], gt_masks_list[i],
-                               batch_img_metas[i], mask_size)
+            self._match_single(cls_logits[i].detach(), final_masks[i].detach(), valid[i].bool(),
+                               gt_labels_list[i], gt_masks_list[i], batch_img_metas[i], mask_size)
             for i in range(cls_logits.shape[0])
         ]
 
@@ -276,12 +275,15 @@ class MaskCLIPHead(BaseModule):
         mask_size = mask_size if self.resize_for_points else None
         return self._match(cls_logits, mask_logits[-1], valid,
                            [gt.labels for gt in batch_gt_instances],
-                           [self._gt_masks(gt, device) for gt in batch_gt_instances],
-                           batch_img_metas, mask_size)
+                           [self._gt_masks(gt, device)
+                            for gt in batch_gt_instances], batch_img_metas, mask_size)
 
     # ------------------------------------------------------------------ losses
-    def _loss_masks_single(self, mask_logits: Tensor, matches: List[MatchResult],
-                           pos_gt_masks: List[Tensor], num_total: float,
+    def _loss_masks_single(self,
+                           mask_logits: Tensor,
+                           matches: List[MatchResult],
+                           pos_gt_masks: List[Tensor],
+                           num_total: float,
                            mask_size: OptSize = None) -> Tuple[Tensor, Tensor]:
         """BCE and Dice losses of one RMA layer's masks on the matched pairs.
 
@@ -341,8 +343,8 @@ class MaskCLIPHead(BaseModule):
         """
         void = cls_logits.shape[-1] - 1
         labels = torch.full(valid.shape, void, dtype=torch.long, device=valid.device)
-        weights = torch.full(valid.shape, self.void_loss_weight if has_void else 0.0,
-                             device=valid.device)
+        weights = torch.full(
+            valid.shape, self.void_loss_weight if has_void else 0.0, device=valid.device)
         for i, (prop_inds, gt_inds) in enumerate(matches):
             labels[i, prop_inds] = gt_labels_list[i][gt_inds].long()
             weights[i, prop_inds] = 1.0
@@ -395,23 +397,23 @@ class MaskCLIPHead(BaseModule):
         mask_size = mask_size if self.resize_for_points else None
         gt_labels_list = [gt.labels.to(device) for gt in batch_gt_instances]
         gt_masks_list = [self._gt_masks(gt, device) for gt in batch_gt_instances]
-        matches = self._match(cls_logits, mask_logits[-1], valid, gt_labels_list,
-                              gt_masks_list, batch_img_metas, mask_size)
+        matches = self._match(cls_logits, mask_logits[-1], valid, gt_labels_list, gt_masks_list,
+                              batch_img_metas, mask_size)
 
         num_pos = sum(len(prop_inds) for prop_inds, _ in matches)
         # always reduced (also with no match) so that every rank takes part
         num_total = reduce_mean(torch.tensor(float(num_pos), device=device))
         num_total = max(float(num_total), 1.0)
 
-        losses = dict(loss_cls=self.loss_cls_weighted(cls_logits, valid, matches,
-                                                      gt_labels_list, has_void))
+        losses = dict(
+            loss_cls=self.loss_cls_weighted(cls_logits, valid, matches, gt_labels_list, has_void))
         pos_gt_masks = [masks[gt_inds] for masks, (_, gt_inds) in zip(gt_masks_list, matches)]
         losses['loss_mask'], losses['loss_dice'] = self._loss_masks_single(
             mask_logits[-1], matches, pos_gt_masks, num_total, mask_size)
         if self.aux_mask_loss:
             for i, layer_masks in enumerate(mask_logits[:-1]):
-                loss_mask, loss_dice = self._loss_masks_single(
-                    layer_masks, matches, pos_gt_masks, num_total, mask_size)
+                loss_mask, loss_dice = self._loss_masks_single(layer_masks, matches, pos_gt_masks,
+                                                               num_total, mask_size)
                 losses[f'd{i}.loss_mask'] = loss_mask
                 losses[f'd{i}.loss_dice'] = loss_dice
         return losses

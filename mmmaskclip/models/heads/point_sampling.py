@@ -28,8 +28,11 @@ def sample_points(masks: Tensor, coords: Tensor, mask_size: OptSize = None) -> T
     return point_sample_resized(masks, coords, mask_size)
 
 
-def uncertain_point_coords(masks: Tensor, num_points: int, oversample_ratio: float,
-                           importance_sample_ratio: float, mask_size: OptSize = None) -> Tensor:
+def uncertain_point_coords(masks: Tensor,
+                           num_points: int,
+                           oversample_ratio: float,
+                           importance_sample_ratio: float,
+                           mask_size: OptSize = None) -> Tensor:
     """Mask2Former's importance sampling of ``(N, num_points, 2)`` point
     coordinates on ``(N, 1, h, w)`` logits (uncertainty ``-|logit|``), with
     the logits read through :func:`sample_points` (same random draws as
@@ -44,7 +47,6 @@ def uncertain_point_coords(masks: Tensor, num_points: int, oversample_ratio: flo
     num_random = num_points - num_uncertain
     if num_random > 0:
         coords_uncertain = torch.cat(
-            [coords_uncertain, torch.rand(num, num_random, 2, device=masks.device)], dim=1)
+            [coords_uncertain,
+             torch.rand(num, num_random, 2, device=masks.device)], dim=1)
     return coords_uncertain
-
-

@@ -4,6 +4,6 @@ from .mask_token_attention import MaskTokenAttention, MaskTokenBlockInputs
 from .relative_mask_attention import QuickGELU, RelativeMaskAttention, mask_patches
 
 __all__ = [
-    'mask_patch_coverage', 'mask_token_attention_mask', 'MaskTokenAttention', 'MaskTokenBlockInputs',
-    'QuickGELU', 'RelativeMaskAttention', 'mask_patches'
+    'mask_patch_coverage', 'mask_token_attention_mask', 'MaskTokenAttention',
+    'MaskTokenBlockInputs', 'QuickGELU', 'RelativeMaskAttention', 'mask_patches'
 ]

@@ -30,12 +30,12 @@ def mask_patch_coverage(mask_logits: Tensor, patch_size: Tuple[int, int]) -> Ten
     b, m = mask_logits.shape[:2]
     if m == 0:
         h, w = mask_logits.shape[-2:]
-        return mask_logits.new_zeros(b, 0, (h // patch_size[0]) * (w // patch_size[1]),
-                                     dtype=torch.bool)
+        return mask_logits.new_zeros(
+            b, 0, (h // patch_size[0]) * (w // patch_size[1]), dtype=torch.bool)
     # the largest logit of a patch is >= 0 iff one of its pixels is covered
     # (pooling the logits themselves needs no full-resolution temporary)
-    pooled = F.max_pool2d(mask_logits.detach().flatten(0, 1), kernel_size=patch_size,
-                          stride=patch_size)
+    pooled = F.max_pool2d(
+        mask_logits.detach().flatten(0, 1), kernel_size=patch_size, stride=patch_size)
     return pooled.view(b, m, -1) >= 0
 
 

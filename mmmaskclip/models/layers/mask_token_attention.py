@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch.nn.functional as F
+from mmdet.registry import MODELS
+from mmdet.utils import OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from mmdet.registry import MODELS
-from mmdet.utils import OptMultiConfig
 from .attention_mask import mask_token_attention_mask
 
 
@@ -88,6 +88,5 @@ class MaskTokenAttention(BaseModule):
             logits ``(B, M, H, W)``, or None when masks are unchanged.
         """
         allowed = mask_token_attention_mask(inputs.coverage)
-        out = F.scaled_dot_product_attention(
-            inputs.q_mask, inputs.k, inputs.v, attn_mask=allowed)
+        out = F.scaled_dot_product_attention(inputs.q_mask, inputs.k, inputs.v, attn_mask=allowed)
         return out, None

@@ -24,12 +24,12 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmdet.registry import MODELS
+from mmdet.utils import OptMultiConfig
 from mmengine.model import constant_init
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from mmdet.registry import MODELS
-from mmdet.utils import OptMultiConfig
 from .attention_mask import mask_token_attention_mask
 from .mask_token_attention import MaskTokenAttention, MaskTokenBlockInputs
 
@@ -114,8 +114,9 @@ class RelativeMaskAttention(MaskTokenAttention):
         ph, pw = self.patch_size
         # f2: mask patch tokens, the architecture of CLIP's patch embedding.
         self.mask_patch_embed = nn.Conv2d(1, embed_dims, self.patch_size, self.patch_size)
-        self.query_proj_m = (nn.LayerNorm(embed_dims) if style == 'official' else
-                             nn.Linear(embed_dims, embed_dims))  # phi_Qm
+        self.query_proj_m = (
+            nn.LayerNorm(embed_dims) if style == 'official' else nn.Linear(embed_dims, embed_dims)
+        )  # phi_Qm
         self.key_proj_m = nn.Linear(embed_dims, embed_dims)  # phi_Km
         if style == 'official':
             self.refiner = nn.Sequential(QuickGELU(), nn.Conv2d(embed_dims, ph * pw, 1))
@@ -135,8 +136,8 @@ class RelativeMaskAttention(MaskTokenAttention):
         super().init_weights()
         if self.init_cfg is not None:
             return
-        convs = [self.mask_patch_embed] + [
-            m for m in (self.refiner or []) if isinstance(m, nn.Conv2d)]
+        convs = [self.mask_patch_embed
+                 ] + [m for m in (self.refiner or []) if isinstance(m, nn.Conv2d)]
         for conv in convs:
             nn.init.kaiming_normal_(conv.weight)
             nn.init.uniform_(conv.bias, 0.0, 1.0)
@@ -164,8 +165,8 @@ class RelativeMaskAttention(MaskTokenAttention):
         """
         b, m, height, width = mask_logits.shape
         x = self._mask_input(mask_logits).reshape(b * m, 1, height, width)
-        t_mp = self.mask_patch_embed(x).flatten(2).transpose(1, 2).reshape(b, m, -1,
-                                                                            self.embed_dims)
+        t_mp = self.mask_patch_embed(x).flatten(2).transpose(1,
+                                                             2).reshape(b, m, -1, self.embed_dims)
         q_m = _heads(self.query_proj_m(t_mp), self.num_heads)  # B M N h d
         k_m = _heads(self.key_proj_m(patch_tokens), self.num_heads)  # B N h d
         return (q_m * k_m[:, None]).sum(-1).permute(0, 3, 1, 2)
@@ -206,8 +207,8 @@ class RelativeMaskAttention(MaskTokenAttention):
         shift = torch.einsum('hd,bnhd->bnh', _heads(norm.bias, heads), k_m)
         return u, offset, shift
 
-    def relative_logits_folded(self, mask_logits: Tensor,
-                               terms: Tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    def relative_logits_folded(self, mask_logits: Tensor, terms: Tuple[Tensor, Tensor,
+                                                                       Tensor]) -> Tensor:
         """``A'`` of some masks from :meth:`patch_terms`: ``O(m H W)`` memory.
 
         Args:
@@ -269,9 +270,9 @@ class RelativeMaskAttention(MaskTokenAttention):
         logits = logits.masked_fill(~mask_token_attention_mask(coverage), float('-inf'))
         return logits.softmax(dim=-1) @ v
 
-    def _forward_chunk(self, q: Tensor, k: Tensor, v: Tensor, mask_logits: Tensor,
-                       coverage: Tensor, patch_tokens: Tensor, terms, grid: Tuple[int, int]
-                       ) -> Tuple[Tensor, Optional[Tensor]]:
+    def _forward_chunk(self, q: Tensor, k: Tensor, v: Tensor, mask_logits: Tensor, coverage: Tensor,
+                       patch_tokens: Tensor, terms,
+                       grid: Tuple[int, int]) -> Tuple[Tensor, Optional[Tensor]]:
         """Attention output and refined masks of ``m`` mask tokens."""
         if terms is None:
             rel = self.relative_logits_naive(mask_logits, patch_tokens)

@@ -11,12 +11,11 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from mmdet.registry import MODELS
+from mmdet.structures.mask import mask2bbox
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
-
-from mmdet.registry import MODELS
-from mmdet.structures.mask import mask2bbox
 
 #: mmdet's panoptic id convention: ``label + instance_id * INSTANCE_OFFSET``.
 INSTANCE_OFFSET = 1000
@@ -96,8 +95,8 @@ class UniversalPostProcessor(BaseModule):
         scores, labels = probs.max(-1)
         keep = (labels != num_classes) & (scores > self.object_mask_thr)
         scores, labels, masks = scores[keep], labels[keep], mask_logits[keep].sigmoid()
-        pan = torch.full(mask_logits.shape[-2:], num_classes, dtype=torch.int32,
-                         device=mask_logits.device)
+        pan = torch.full(
+            mask_logits.shape[-2:], num_classes, dtype=torch.int32, device=mask_logits.device)
         if len(labels):
             winner = (scores[:, None, None] * masks).argmax(0)
             instance_id = 1
@@ -135,10 +134,13 @@ class UniversalPostProcessor(BaseModule):
         scores = scores * mask_score
         keep = scores > self.instance_score_thr
         binary = binary[keep]
-        return InstanceData(masks=binary, labels=labels[keep], scores=scores[keep],
-                            bboxes=mask2bbox(binary))
+        return InstanceData(
+            masks=binary, labels=labels[keep], scores=scores[keep], bboxes=mask2bbox(binary))
 
-    def forward(self, cls_logits: Tensor, mask_logits: Tensor, num_things: int,
+    def forward(self,
+                cls_logits: Tensor,
+                mask_logits: Tensor,
+                num_things: int,
                 objectness: Optional[Tensor] = None) -> dict:
         """All enabled outputs of one image.
 
@@ -170,8 +172,7 @@ class UniversalPostProcessor(BaseModule):
         return out
 
 
-def void_column(cls_logits: Tensor, valid: Optional[Tensor] = None,
-                append: bool = True) -> Tensor:
+def void_column(cls_logits: Tensor, valid: Optional[Tensor] = None, append: bool = True) -> Tensor:
     """Make the last column void and route padded proposals to it.
 
     Args:

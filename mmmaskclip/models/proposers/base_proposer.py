@@ -4,11 +4,11 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import torch
+from mmdet.structures import SampleList
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmdet.structures import SampleList
 from ..geometry import to_batch_geometry
 from ..utils import Vocabulary, stack_mask_logits
 
@@ -29,15 +29,18 @@ class MaskProposals:
     objectness: Optional[Tensor] = None
 
     @classmethod
-    def from_original(cls, per_image: Sequence[Tensor], batch_data_samples: SampleList,
+    def from_original(cls,
+                      per_image: Sequence[Tensor],
+                      batch_data_samples: SampleList,
                       batch_size: Sequence[int],
-                      scores: Optional[Sequence[Optional[Tensor]]] = None
-                      ) -> 'MaskProposals':
+                      scores: Optional[Sequence[Optional[Tensor]]] = None) -> 'MaskProposals':
         """Proposals from masks of the original images: each image's
         ``(M_i, h, w)`` logits follow its pipeline as the image did (resized,
         flipped, padded to the batch ``batch_size``), then form one batch."""
-        logits = [to_batch_geometry(masks, sample.metainfo, tuple(batch_size))
-                  for masks, sample in zip(per_image, batch_data_samples)]
+        logits = [
+            to_batch_geometry(masks, sample.metainfo, tuple(batch_size))
+            for masks, sample in zip(per_image, batch_data_samples)
+        ]
         logits, valid, objectness = stack_mask_logits(logits, scores=scores)
         return cls(mask_logits=logits, valid=valid, objectness=objectness)
 
@@ -56,7 +59,9 @@ class BaseProposer(BaseModule):
             param.requires_grad_(False)
         self.eval()
 
-    def propose(self, images: Tensor, batch_data_samples: SampleList,
+    def propose(self,
+                images: Tensor,
+                batch_data_samples: SampleList,
                 vocabulary: Optional[Vocabulary] = None,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
         """Make proposals.

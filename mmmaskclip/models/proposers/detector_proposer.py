@@ -5,13 +5,13 @@ from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample, SampleList
+from mmdet.utils import ConfigType, OptMultiConfig
 from mmengine.runner.checkpoint import load_checkpoint
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample, SampleList
-from mmdet.utils import ConfigType, OptMultiConfig
 from ..utils import Vocabulary, fill_padding, stack_mask_logits
 from .base_proposer import BaseProposer, MaskProposals
 
@@ -75,8 +75,8 @@ class DetectorProposer(BaseProposer):
         self.num_proposals, self.mask_logit = num_proposals, mask_logit
         # the batch is RGB; an mmdet detector whose preprocessor swaps no
         # channels takes images as loaded, BGR (without a preprocessor: RGB)
-        self.rgb = bool(preprocessor.get('bgr_to_rgb') or preprocessor.get('rgb_to_bgr')
-                        ) if preprocessor else True
+        self.rgb = bool(preprocessor.get('bgr_to_rgb')
+                        or preprocessor.get('rgb_to_bgr')) if preprocessor else True
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.freeze()
@@ -133,13 +133,14 @@ class DetectorProposer(BaseProposer):
         for inst in instances:
             masks = inst.masks.to(x.device).float()
             pad = (0, width - masks.shape[-1], 0, height - masks.shape[-2])
-            per_image.append(F.pad(self.mask_logit * (2 * masks - 1), pad,
-                                   value=-self.mask_logit))
+            per_image.append(F.pad(self.mask_logit * (2 * masks - 1), pad, value=-self.mask_logit))
         logits, valid, objectness = stack_mask_logits(
             per_image, scores=[inst.scores for inst in instances])
         return MaskProposals(mask_logits=logits, valid=valid, objectness=objectness)
 
-    def propose(self, images: Tensor, batch_data_samples: SampleList,
+    def propose(self,
+                images: Tensor,
+                batch_data_samples: SampleList,
                 vocabulary: Optional[Vocabulary] = None,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
         # metainfo-only copies (the detector writes its predictions into
@@ -148,8 +149,9 @@ class DetectorProposer(BaseProposer):
         # canvas with boxes of the input frame, which then agree whatever
         # the pipeline packed (semantic pipelines pack no scale_factor)
         batch_data_samples = [
-            DetDataSample(metainfo=dict(s.metainfo, ori_shape=s.metainfo['img_shape'],
-                                        scale_factor=(1.0, 1.0)))
+            DetDataSample(
+                metainfo=dict(
+                    s.metainfo, ori_shape=s.metainfo['img_shape'], scale_factor=(1.0, 1.0)))
             for s in batch_data_samples
         ]
         x = images if self.rgb else images.flip(1)

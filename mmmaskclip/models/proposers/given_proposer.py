@@ -2,11 +2,11 @@
 """Masks given by the user as proposals (the mask-classification API)."""
 from typing import List, Optional
 
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmdet.registry import MODELS
-from mmdet.structures import SampleList
 from ..utils import Vocabulary, as_mask_logits
 from .base_proposer import BaseProposer, MaskProposals
 
@@ -22,7 +22,9 @@ class GivenMaskProposer(BaseProposer):
     them there.
     """
 
-    def propose(self, images: Tensor, batch_data_samples: SampleList,
+    def propose(self,
+                images: Tensor,
+                batch_data_samples: SampleList,
                 vocabulary: Optional[Vocabulary] = None,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
         per_image = []

@@ -8,12 +8,12 @@ from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.structures import InstanceData
-from torch import Tensor
-
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import OptMultiConfig
+from mmengine.structures import InstanceData
+from torch import Tensor
+
 from ..geometry import to_batch_geometry
 from ..utils import Vocabulary, gt_segments, stack_mask_logits
 from .base_proposer import BaseProposer, MaskProposals
@@ -76,17 +76,19 @@ class GTMaskProposer(BaseProposer):
         x = masks.float()
         if self.blur_size and x.shape[0]:
             pad = self.blur_size // 2
-            x = F.avg_pool2d(x[:, None], self.blur_size, stride=1, padding=pad,
-                             count_include_pad=False)[:, 0]
+            x = F.avg_pool2d(
+                x[:, None], self.blur_size, stride=1, padding=pad, count_include_pad=False)[:, 0]
         return self.scale * (x - self.threshold)
 
     def _random_logits(self, num: int, size, device) -> Tensor:
         """Smooth random blobs: ``(num, H, W)`` logits."""
         noise = torch.randn(num, 1, 4, 4, device=device)
-        return self.scale * F.interpolate(noise, size=size, mode='bilinear',
-                                          align_corners=False)[:, 0]
+        return self.scale * F.interpolate(
+            noise, size=size, mode='bilinear', align_corners=False)[:, 0]
 
-    def propose(self, images: Tensor, batch_data_samples: SampleList,
+    def propose(self,
+                images: Tensor,
+                batch_data_samples: SampleList,
                 vocabulary: Optional[Vocabulary] = None,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
         if batch_gt_segments is None:
@@ -105,8 +107,8 @@ class GTMaskProposer(BaseProposer):
             masks = self._to_batch(masks, sample.metainfo, size)
             logits = self._segment_logits(masks)
             if self.num_random:
-                logits = torch.cat([logits, self._random_logits(self.num_random, size,
-                                                                images.device)])
+                logits = torch.cat(
+                    [logits, self._random_logits(self.num_random, size, images.device)])
             per_image.append(logits)
         out, valid, _ = stack_mask_logits(per_image)
         return MaskProposals(mask_logits=out, valid=valid)

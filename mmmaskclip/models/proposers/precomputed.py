@@ -1,29 +1,9 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
-"""Proposals precomputed by ``tools/misc/dump_proposals.py``, read from disk.
+"""Precomputed proposals: the on-disk format (read and write) and its proposer.
 
-On-disk format (``FORMAT_VERSION`` 1), one directory per dataset split::
-
-    proposal_dir/
-        meta.json        # format, version, key, scale, quantisation, proposer
-        <key>.npz        # one file per image (np.savez_compressed)
-
-Each ``<key>.npz`` holds
-
-- ``masks``: uint8 ``(M, h, w)``, quantised logits at ``(h, w) ~= scale x
-  ori_shape`` of the **original** image (before any pipeline transform);
-- ``ori_shape``: int ``(2,)``, the original ``(H, W)``;
-- ``logit_range``: float ``()``, the clamp ``L`` of the quantiser;
-- ``objectness``: float32 ``(M,)``, only where the proposer gives it.
-
-The quantiser is mid-rise: ``q = floor((clamp(x, -L, L) + L) / step)``
-clipped to ``[0, 255]`` with ``step = 2L / 256``, dequantised to
-``-L + (q + 0.5) * step``. No level is 0, so the sign of every logit (the
-binary mask, ``x >= 0``) survives, and ``|dequantised - clamped| <= step / 2``.
-
-The key of an image is the basename of its ``img_path`` without extension
-(``key='stem'``, the default: file names are unique in COCO, ADE20K, LVIS,
-PASCAL Context) or its ``img_id`` (``key='img_id'``); the dump tool refuses
-to write a split where two images share a key.
+``tools/misc/dump_proposals.py`` writes, :class:`PrecomputedProposer` reads:
+one ``<key>.npz`` of uint8-quantised mask logits per image plus a
+``meta.json``. The format is specified in ``docs/internals.md``.
 """
 import json
 import os
@@ -32,12 +12,12 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
-from mmengine.structures import InstanceData
-from torch import Tensor
-
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import OptMultiConfig
+from mmengine.structures import InstanceData
+from torch import Tensor
+
 from ..geometry import _shape2
 from ..utils import Vocabulary
 from .base_proposer import BaseProposer, MaskProposals
@@ -110,19 +90,27 @@ def to_plain(obj):
     return repr(obj)
 
 
-def proposal_settings(key: str, scale: float, logit_range: float,
-                      max_proposals: Optional[int], proposer) -> dict:
+def proposal_settings(key: str, scale: float, logit_range: float, max_proposals: Optional[int],
+                      proposer) -> dict:
     """What ``meta.json`` records about how a directory was written (a resumed
     dump must match it)."""
     if not 0 < scale <= 1:
         raise ValueError(f'scale must be in (0, 1], got {scale}.')
     if logit_range <= 0:
         raise ValueError(f'logit_range must be positive, got {logit_range}.')
-    return dict(format=FORMAT_NAME, version=FORMAT_VERSION, key=key, scale=scale,
-                quantisation=dict(dtype='uint8', levels=LEVELS, logit_range=logit_range,
-                                  step=2 * logit_range / LEVELS,
-                                  dequantise='logit = -L + (q + 0.5) * step'),
-                max_proposals=max_proposals, proposer=to_plain(proposer))
+    return dict(
+        format=FORMAT_NAME,
+        version=FORMAT_VERSION,
+        key=key,
+        scale=scale,
+        quantisation=dict(
+            dtype='uint8',
+            levels=LEVELS,
+            logit_range=logit_range,
+            step=2 * logit_range / LEVELS,
+            dequantise='logit = -L + (q + 0.5) * step'),
+        max_proposals=max_proposals,
+        proposer=to_plain(proposer))
 
 
 def check_resume(proposal_dir: str, settings: dict) -> None:
@@ -142,8 +130,11 @@ def write_meta(proposal_dir: str, settings: dict, **extra) -> None:
         json.dump(dict(settings, **extra), f, indent=2)
 
 
-def write_proposals(path: str, logits: Tensor, ori_shape: Tuple[int, int],
-                    logit_range: float, objectness: Optional[Tensor] = None) -> None:
+def write_proposals(path: str,
+                    logits: Tensor,
+                    ori_shape: Tuple[int, int],
+                    logit_range: float,
+                    objectness: Optional[Tensor] = None) -> None:
     """Write one image's ``.npz`` (see the module docstring), atomically: an
     interrupted run never leaves a truncated file that a resume would take
     as done.
@@ -155,8 +146,10 @@ def write_proposals(path: str, logits: Tensor, ori_shape: Tuple[int, int],
         logit_range (float): the quantiser's clamp.
         objectness (Tensor, optional): ``(M,)``.
     """
-    arrays = dict(masks=quantise_logits(logits, logit_range).cpu().numpy(),
-                  ori_shape=list(ori_shape), logit_range=float(logit_range))
+    arrays = dict(
+        masks=quantise_logits(logits, logit_range).cpu().numpy(),
+        ori_shape=list(ori_shape),
+        logit_range=float(logit_range))
     if objectness is not None:
         arrays['objectness'] = objectness.float().cpu().numpy()
     tmp = f'{path}.tmp{os.getpid()}'
@@ -227,8 +220,8 @@ class PrecomputedProposer(BaseProposer):
             raise FileNotFoundError(
                 f"No precomputed proposals for image {metainfo.get('img_path')} "
                 f"(img_id {metainfo.get('img_id')}): {path} does not exist in "
-                f'{self.proposal_dir}. Write them for this split with: '
-                + DUMP_COMMAND.format(dir=self.proposal_dir))
+                f'{self.proposal_dir}. Write them for this split with: ' +
+                DUMP_COMMAND.format(dir=self.proposal_dir))
         with np.load(path) as data:
             codes = torch.from_numpy(data['masks'])
             stored_ori = tuple(int(s) for s in data['ori_shape'])
@@ -237,7 +230,7 @@ class PrecomputedProposer(BaseProposer):
                 if 'objectness' in data.files else None
         if stored_ori != _shape2(metainfo['ori_shape']):
             raise ValueError(
-                f"Proposals {path} are for an image of size {stored_ori}, but "
+                f'Proposals {path} are for an image of size {stored_ori}, but '
                 f"{metainfo.get('img_path')} has ori_shape {_shape2(metainfo['ori_shape'])}: "
                 'the directory belongs to another dataset (or its keys collide).')
         if self.max_proposals is not None and len(codes) > self.max_proposals:
@@ -247,7 +240,9 @@ class PrecomputedProposer(BaseProposer):
             objectness = None if objectness is None else objectness[keep]
         return dequantise_logits(codes, logit_range), objectness
 
-    def propose(self, images: Tensor, batch_data_samples: SampleList,
+    def propose(self,
+                images: Tensor,
+                batch_data_samples: SampleList,
                 vocabulary: Optional[Vocabulary] = None,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
         logits, scores = [], []
@@ -255,5 +250,4 @@ class PrecomputedProposer(BaseProposer):
             masks, objectness = self.load(sample.metainfo)
             logits.append(masks.to(images.device))
             scores.append(objectness)
-        return MaskProposals.from_original(logits, batch_data_samples, images.shape[-2:],
-                                           scores)
+        return MaskProposals.from_original(logits, batch_data_samples, images.shape[-2:], scores)

@@ -44,8 +44,8 @@ def imagenet_templates() -> Tuple[str, ...]:
     ``'{}'`` gives back the format string.
     """
     from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
-    return tuple(_check_template(t('{}'), f'imagenet[{i}]')
-                 for i, t in enumerate(OPENAI_IMAGENET_TEMPLATES))
+    return tuple(
+        _check_template(t('{}'), f'imagenet[{i}]') for i, t in enumerate(OPENAI_IMAGENET_TEMPLATES))
 
 
 NAMED_TEMPLATES = {
@@ -60,15 +60,13 @@ def _check_template(template: str, where: str) -> str:
         raise TypeError(f'Prompt template {where} must be a str with one '
                         f"'{{}}', got {type(template).__name__}: {template!r}.")
     try:
-        fields = [field[1:] for field in Formatter().parse(template)
-                  if field[1] is not None]
+        fields = [field[1:] for field in Formatter().parse(template) if field[1] is not None]
     except ValueError:  # unbalanced braces
         fields = None
     if fields != [('', '', None)]:
-        raise ValueError(
-            f"Prompt template {where} ({template!r}) must contain exactly one "
-            "'{}' placeholder (write literal braces as '{{' and '}}'); named "
-            f'template sets are {sorted(NAMED_TEMPLATES)}.')
+        raise ValueError(f'Prompt template {where} ({template!r}) must contain exactly one '
+                         "'{}' placeholder (write literal braces as '{{' and '}}'); named "
+                         f'template sets are {sorted(NAMED_TEMPLATES)}.')
     return template
 
 
@@ -93,10 +91,9 @@ def resolve_templates(templates: TemplatesType = None) -> Tuple[str, ...]:
         if templates in NAMED_TEMPLATES:
             return tuple(NAMED_TEMPLATES[templates]())
         if '{' not in templates and '}' not in templates:
-            raise ValueError(
-                f'Unknown prompt template set {templates!r}: expected one of '
-                f"{sorted(NAMED_TEMPLATES)}, or a string with a '{{}}' "
-                "placeholder such as 'a photo of a {}.'.")
+            raise ValueError(f'Unknown prompt template set {templates!r}: expected one of '
+                             f"{sorted(NAMED_TEMPLATES)}, or a string with a '{{}}' "
+                             "placeholder such as 'a photo of a {}.'.")
         return (_check_template(templates, repr(templates)), )
     if not isinstance(templates, Sequence):
         raise TypeError('templates must be None, a str or a sequence of str, '

@@ -35,8 +35,7 @@ def text_only_clip(model: nn.Module, inplace: bool = False) -> nn.Module:
         text = copy.copy(model)
         # copy.copy shares the registries: give the copy its own ones, without
         # the image tower, then copy the text weights.
-        for attr in ('_modules', '_parameters', '_buffers',
-                     '_non_persistent_buffers_set'):
+        for attr in ('_modules', '_parameters', '_buffers', '_non_persistent_buffers_set'):
             text.__dict__[attr] = copy.copy(model.__dict__[attr])
         text._modules.pop('visual', None)
         model = copy.deepcopy(text)

@@ -45,8 +45,8 @@ def resize_mask_logits(logits: Tensor, size: Sequence[int], antialias: bool = Tr
         return logits.new_zeros(*lead, *size)
     shrink = logits.shape[-2] > 2 * size[0] or logits.shape[-1] > 2 * size[1]
     flat = logits.reshape(-1, 1, *logits.shape[-2:])
-    out = F.interpolate(flat, size=size, mode='bilinear', align_corners=False,
-                        antialias=antialias and shrink)
+    out = F.interpolate(
+        flat, size=size, mode='bilinear', align_corners=False, antialias=antialias and shrink)
     return out.view(*lead, *size)
 
 
@@ -87,15 +87,15 @@ def stack_mask_logits(per_image: Sequence[Tensor],
     for i, masks in enumerate(per_image):
         count = masks.shape[0]
         if count:
-            out[i, :count] = resize_mask_logits(as_mask_logits(masks).to(dtype), size,
-                                                antialias)
+            out[i, :count] = resize_mask_logits(as_mask_logits(masks).to(dtype), size, antialias)
         valid[i, :count] = True
         if with_scores:
             stacked[i, :count] = scores[i].to(stacked)
     return out, valid, stacked
 
 
-def prepare_mask_logits(mask_logits: Union[Tensor, List[Tensor]], size: Tuple[int, int],
+def prepare_mask_logits(mask_logits: Union[Tensor, List[Tensor]],
+                        size: Tuple[int, int],
                         valid: Optional[Tensor] = None,
                         batch_size: Optional[int] = None) -> Tuple[Tensor, Tensor]:
     """Normalise the mask input of the encoders.
@@ -119,8 +119,7 @@ def prepare_mask_logits(mask_logits: Union[Tensor, List[Tensor]], size: Tuple[in
         if mask_logits.dim() != 4:
             raise ValueError('mask_logits must be (B, M, h, w) or a list of (M, h, w) '
                              f'tensors, got shape {tuple(mask_logits.shape)}.')
-        logits = resize_mask_logits(as_mask_logits(mask_logits).float(), size,
-                                    antialias=False)
+        logits = resize_mask_logits(as_mask_logits(mask_logits).float(), size, antialias=False)
         if valid is None:
             valid = torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device)
         elif tuple(valid.shape) != tuple(logits.shape[:2]):

@@ -3,9 +3,8 @@
 from typing import Sequence, Union
 
 import torch
-from torch import Tensor
-
 from mmdet.structures import SampleList
+from torch import Tensor
 
 
 def fill_padding(images: Tensor, batch_data_samples: SampleList,
@@ -17,8 +16,7 @@ def fill_padding(images: Tensor, batch_data_samples: SampleList,
         Tensor: ``images`` itself when nothing is padded, else a float copy.
     """
     height, width = images.shape[-2:]
-    shapes = [tuple(s.metainfo.get('img_shape', (height, width))[:2])
-              for s in batch_data_samples]
+    shapes = [tuple(s.metainfo.get('img_shape', (height, width))[:2]) for s in batch_data_samples]
     if all(shape == (height, width) for shape in shapes):
         return images
     out = images.float().clone()

@@ -3,10 +3,9 @@
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from mmengine.structures import InstanceData
-
 from mmdet.models.utils import preprocess_panoptic_gt
 from mmdet.structures import SampleList
+from mmengine.structures import InstanceData
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def gt_segments(batch_data_samples: SampleList, vocabulary: Vocabulary) -> List[
             segments.append(InstanceData(labels=labels.long(), masks=masks))
             continue
         labels, masks = preprocess_panoptic_gt(sample.gt_instances.labels,
-                                               sample.gt_instances.masks, sem_seg,
-                                               num_things, num_stuff)
+                                               sample.gt_instances.masks, sem_seg, num_things,
+                                               num_stuff)
         segments.append(InstanceData(labels=labels, masks=masks.bool()))
     return segments
