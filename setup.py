@@ -83,7 +83,7 @@ if __name__ == '__main__':
         keywords='open-vocabulary, segmentation, CLIP, panoptic, OpenMMLab',
         packages=find_packages(include=['mmmaskclip', 'mmmaskclip.*']),
         include_package_data=True,
-        package_data={'mmmaskclip': ['.mim/**/*', '.mim/*']},
+        package_data={'mmmaskclip': ['.mim/**/*', '.mim/*', 'datasets/class_lists/*']},
         python_requires='>=3.8',
         install_requires=parse_requirements('runtime'),
         extras_require=dict(tests=parse_requirements('tests'), mim=parse_requirements('mminstall')),

@@ -3,6 +3,7 @@
 import contextlib
 import importlib.util
 import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -73,3 +74,44 @@ def registered(registry, *classes):
     finally:
         for cls in classes:
             registry._module_dict.pop(cls.__name__, None)
+
+
+#: Packages whose classes may live in the registries; anything else was
+#: registered by a test.
+LIBRARIES = ('mmcv', 'mmdet', 'mmengine', 'mmmaskclip', 'mmseg', 'mmpretrain', 'torch')
+
+
+def registrations_by_tests() -> set:
+    """``(registry, name)`` of every registered class that no library defines."""
+    from mmengine.registry import Registry
+    found = set()
+    for module in ('mmengine.registry', 'mmdet.registry', 'mmseg.registry'):
+        for attr, registry in vars(sys.modules.get(module, object)).items():
+            if not isinstance(registry, Registry):
+                continue
+            for name, obj in registry.module_dict.items():
+                if getattr(obj, '__module__', 'mmengine').split('.')[0] not in LIBRARIES:
+                    found.add((f'{module}.{attr}', name))
+    return found
+
+
+@contextlib.contextmanager
+def registrations_undone():
+    """Undo, on exit, what the block registers (e.g. a config's ``custom_imports``
+    of a test module)."""
+    before = registrations_by_tests()
+    try:
+        yield
+    finally:
+        for registry, name in registrations_by_tests() - before:
+            module, _, attr = registry.rpartition('.')
+            getattr(sys.modules[module], attr)._module_dict.pop(name, None)
+
+
+@pytest.fixture(autouse=True)
+def no_registrations_left():
+    """Every test leaves the global registries as it found them."""
+    before = registrations_by_tests()
+    yield
+    left = registrations_by_tests() - before
+    assert not left, f'the test left these registrations behind: {sorted(left)}'

@@ -166,13 +166,8 @@ class PascalContext459SegDataset(PascalContext59SegDataset):
         ├── SegmentationClassContext459/*.png         (uint16)
         └── ImageSets/SegmentationContext/{train,val}.txt
 
-    Pipeline and metric::
-
-        dict(type='LoadAnnotations', with_bbox=False, with_label=False,
-             with_seg=True, reduce_zero_label=False, ignore_index=65535)
-        dict(type='PackDetInputs', meta_keys=(..., 'text'))
-        DetDataPreprocessor(pad_seg=True, seg_pad_value=65535, ...)
-        SemSegMetric()  # pred_sem_seg must carry ignore_index=65535
+    Pipeline and metric as for :class:`ADE20K847SegDataset` (uint16 maps,
+    ignore 65535).
 
     Args:
         **kwargs: See :class:`PascalContext59SegDataset`; the default

@@ -1,11 +1,15 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """MaskCLIPHead: matching, losses against a naive reference, edge cases."""
+import inspect
+import os.path as osp
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmdet.structures.mask import BitmapMasks
+from mmengine.config import Config
 from mmengine.structures import InstanceData
 
 from mmmaskclip.models.heads import MaskCLIPHead
@@ -69,18 +73,45 @@ def planted(insts, small, perms, seed=1):
 PERMS = ([4, 0, 2], [5, 1])
 
 
-def test_build_from_registry_and_defaults():
+def mask2former_recipe():
+    """mmdet's own Mask2Former COCO-panoptic head recipe, the reference of the defaults."""
+    import mmdet
+    path = osp.join(
+        osp.dirname(mmdet.__file__), '.mim', 'configs', 'mask2former',
+        'mask2former_r50_8xb2-lsj-50e_coco-panoptic.py')
+    model = Config.fromfile(path).model
+    return model.train_cfg.to_dict(), model.panoptic_head
+
+
+def test_defaults_are_mask2formers_recipe():
+    # The paper trains with Mask2Former's matching and losses; MaskCLIP's only
+    # change is the class weight of the no-object column (void_loss_weight).
+    train_cfg, m2f_head = mask2former_recipe()
     head = MODELS.build(dict(type='MaskCLIPHead'))
-    assert isinstance(head, MaskCLIPHead)
-    assert head.num_points == 12544 and head.oversample_ratio == 3.0
-    assert head.importance_sample_ratio == 0.75
-    assert [type(c).__name__ for c in head.assigner.match_costs] == \
-        ['ClassificationCost', 'CrossEntropyLossCost', 'DiceCost']
-    assert type(head.sampler).__name__ == 'MaskPseudoSampler'
-    assert len(list(head.parameters())) == 0
-    partial = make_head(importance_sample_ratio=0.5)  # other keys keep defaults
-    assert partial.num_points == 256 and partial.importance_sample_ratio == 0.5
-    assert partial.oversample_ratio == 3.0
+    assert isinstance(head, MaskCLIPHead) and len(list(head.parameters())) == 0
+    assert head.train_cfg == train_cfg
+    assert (head.num_points, head.oversample_ratio,
+            head.importance_sample_ratio) == (train_cfg['num_points'],
+                                              train_cfg['oversample_ratio'],
+                                              train_cfg['importance_sample_ratio'])
+    costs = [(type(c).__name__, c.weight) for c in head.assigner.match_costs]
+    assert costs == [(c['type'], c['weight']) for c in train_cfg['assigner']['match_costs']]
+    assert type(head.sampler).__name__ == train_cfg['sampler']['type']
+    defaults = inspect.signature(MaskCLIPHead.__init__).parameters
+    for name in ('loss_cls', 'loss_mask', 'loss_dice'):
+        expected = m2f_head[name].to_dict()
+        expected.pop('class_weight', None)
+        assert defaults[name].default == expected, name
+        assert getattr(head, name).loss_weight == expected['loss_weight']
+    assert head.void_loss_weight == 0.0 and head.loss_cls.class_weight is None
+
+
+def test_partial_train_cfg_keeps_other_defaults():
+    expected = MODELS.build(dict(type='MaskCLIPHead')).train_cfg
+    expected.update(num_points=256, importance_sample_ratio=0.5)
+    partial = make_head(importance_sample_ratio=0.5)  # and num_points=256
+    assert partial.train_cfg == expected
+    assert (partial.num_points, partial.importance_sample_ratio) == (256, 0.5)
 
 
 @pytest.mark.parametrize('fmt,scale', [('bool', 1), ('bitmap', 2), ('uint8', 2)])
@@ -152,13 +183,18 @@ def test_matches_naive_reference(monkeypatch, fmt, scale):
     layers = [smooth_logits(B, M, H, W, seed=s) for s in (11, 12)] + [final]
     valid = torch.ones(B, M, dtype=torch.bool)
     head = make_head(num_points=H * W)
-    recorded = []
-    orig = head._match
-    monkeypatch.setattr(head, '_match', lambda *a: recorded.append(orig(*a)) or recorded[-1])
+    # the matching's cost points are random; these masks are clear enough for
+    # every draw to give the same matching, the one the loss uses
+    draws = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        draws.append([(p.tolist(), g.tolist())
+                      for p, g in head.match(cls_logits, layers, valid, insts)])
+    assert draws[0] == draws[1] == draws[2]
+    matches = [(torch.tensor(p), torch.tensor(g)) for p, g in draws[0]]
+    assert sum(len(p) for p, _ in matches) == 5
     losses = head.loss(cls_logits, layers, valid, insts, [{}, {}])
     assert set(losses) == KEYS | AUX_KEYS
-    (matches, ) = recorded
-    assert sum(len(p) for p, _ in matches) == 5
     ref = reference_losses(cls_logits.double(), [x.double() for x in layers], matches, insts,
                            [[m.double() for m in s] for s in small])
     for key, value in ref.items():

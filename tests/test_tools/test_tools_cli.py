@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import load_script
+from conftest import load_script, registrations_undone
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = {name: osp.join(REPO_ROOT, 'tools', f'{name}.py') for name in ('train', 'test')}
@@ -303,30 +303,32 @@ def test_train_resume_and_test_end_to_end(train_tool, test_tool, tmp_path, monke
     config.write_text(RUN_CONFIG)
     work_dir = str(tmp_path / 'work_dir')
 
-    # Distinct experiment names: runs within one second would otherwise
-    # share mmengine's logger and log folder.
-    assert train_tool.main(
-        [str(config), '--work-dir', work_dir, '--cfg-options', 'experiment_name=train']) == 0
-    first = osp.join(work_dir, 'iter_2.pth')
-    with open(first, 'rb') as f:
-        first_bytes = f.read()
-    assert train_tool.main([
-        str(config), '--work-dir', work_dir, '--cfg-options', 'train_cfg.max_iters=4',
-        'experiment_name=resume', '--resume'
-    ]) == 0
-    assert osp.isfile(osp.join(work_dir, 'iter_4.pth'))
-    with open(first, 'rb') as f:  # resumed at iteration 2, not rerun
-        assert f.read() == first_bytes
+    # the config's custom_imports registers the toy modules: undone afterwards
+    with registrations_undone():
+        # Distinct experiment names: runs within one second would otherwise
+        # share mmengine's logger and log folder.
+        assert train_tool.main(
+            [str(config), '--work-dir', work_dir, '--cfg-options', 'experiment_name=train']) == 0
+        first = osp.join(work_dir, 'iter_2.pth')
+        with open(first, 'rb') as f:
+            first_bytes = f.read()
+        assert train_tool.main([
+            str(config), '--work-dir', work_dir, '--cfg-options', 'train_cfg.max_iters=4',
+            'experiment_name=resume', '--resume'
+        ]) == 0
+        assert osp.isfile(osp.join(work_dir, 'iter_4.pth'))
+        with open(first, 'rb') as f:  # resumed at iteration 2, not rerun
+            assert f.read() == first_bytes
 
-    out = str(tmp_path / 'predictions.pkl')
-    assert test_tool.main([
-        str(config),
-        osp.join(work_dir, 'iter_4.pth'), '--work-dir', work_dir, '--out', out, '--cfg-options',
-        'experiment_name=test'
-    ]) == 0
-    with open(out, 'rb') as f:
-        predictions = pickle.load(f)
-    assert len(predictions) == 8
+        out = str(tmp_path / 'predictions.pkl')
+        assert test_tool.main([
+            str(config),
+            osp.join(work_dir, 'iter_4.pth'), '--work-dir', work_dir, '--out', out, '--cfg-options',
+            'experiment_name=test'
+        ]) == 0
+        with open(out, 'rb') as f:
+            predictions = pickle.load(f)
+        assert len(predictions) == 8
 
 
 def test_test_progress_bar_hook(test_tool, config):

@@ -2,6 +2,7 @@
 """Runner checkpoints load under torch's ``weights_only=True`` default."""
 import pickle
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -285,25 +286,42 @@ def test_restricted_getattr(tmp_path):
             torch.load(path)
 
 
-def test_globals_list():
-    globals_ = ckpt_utils.RUNNER_CHECKPOINT_GLOBALS
-    assert globals_ is ckpt_utils.get_runner_checkpoint_globals()
-    names = {
-        item[1] if isinstance(item, tuple) else f'{item.__module__}.{item.__qualname__}'
-        for item in globals_
-    }
-    assert {
-        'mmengine.logging.history_buffer.HistoryBuffer',
-        'numpy.core.multiarray._reconstruct',
-        'numpy.ndarray',
-        'numpy.dtype',
-        'numpy.core.multiarray.scalar',
-        'numpy.dtypes.Float64DType',
-        'numpy.dtypes.Int64DType',
-        'builtins.getattr',
-        # numpy 2 names of the same functions
-        'numpy._core.multiarray._reconstruct',
-        'numpy._core.multiarray.scalar'
-    } <= names
-    # ``getattr`` itself is not allow-listed, only a restricted stand-in.
-    assert getattr not in globals_
+def as_written_by_numpy2(src: Path, dst: Path) -> None:
+    """Rewrite a torch file as numpy 2 pickles it (``numpy._core`` for ``numpy.core``)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, 'w') as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith('/data.pkl'):
+                assert b'numpy.core.multiarray' in data
+                data = data.replace(b'numpy.core.multiarray', b'numpy._core.multiarray')
+            zout.writestr(info, data)
+
+
+def loads_with(allowed: list, path: Path) -> bool:
+    with torch.serialization.safe_globals(allowed):
+        try:
+            torch.load(path, weights_only=True)
+        except pickle.UnpicklingError:
+            return False
+    return True
+
+
+def test_every_allow_listed_global_is_needed(trained, tmp_path):
+    # The files the allow-list is for: a Runner checkpoint (HistoryBuffer, arrays,
+    # np.float64 best score), best scores of other numpy dtypes, and a checkpoint
+    # written under numpy 2. Each global must be the one a file cannot do without.
+    files = [trained['ckpt']]
+    for value in (np.float32(0.5), np.int32(3), np.bool_(True)):
+        files.append(tmp_path / f'{value.dtype}.pth')
+        torch.save(dict(message_hub=dict(runtime_info=dict(best_score=value))), files[-1])
+    files.append(tmp_path / 'numpy2.pth')
+    as_written_by_numpy2(trained['ckpt'], files[-1])
+
+    allowed = ckpt_utils.get_runner_checkpoint_globals()
+    assert allowed is ckpt_utils.RUNNER_CHECKPOINT_GLOBALS  # built once
+    assert all(loads_with(allowed, path) for path in files)
+    for i, item in enumerate(allowed):
+        rest = allowed[:i] + allowed[i + 1:]
+        assert not all(loads_with(rest, path) for path in files), f'{item} is not needed'
+    # ``getattr`` itself is never allow-listed, only a restricted stand-in.
+    assert getattr not in allowed

@@ -12,12 +12,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmdet.registry import MODELS, TASK_UTILS
-from mmdet.structures.mask import BaseInstanceMasks
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig, reduce_mean
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from .head_inputs import as_layer_list, check_head_inputs, gt_mask_tensor
 from .point_sampling import OptSize, sample_points, uncertain_point_coords
 
 #: Training config used for every key ``train_cfg`` leaves out.
@@ -142,41 +142,26 @@ class MaskCLIPHead(BaseModule):
         self.loss_dice = MODELS.build(loss_dice)
 
     # ------------------------------------------------------------------ inputs
-    @staticmethod
-    def _as_list(mask_logits: Union[Tensor, Sequence[Tensor]]) -> List[Tensor]:
-        """``mask_logits`` as a non-empty list (a single tensor is L=1)."""
-        if isinstance(mask_logits, Tensor):
-            return [mask_logits]
-        mask_logits = list(mask_logits)
-        assert len(mask_logits) > 0, 'mask_logits must hold at least one layer'
-        return mask_logits
+    def _prepare(self, cls_logits: Tensor, mask_logits: Union[Tensor, Sequence[Tensor]],
+                 valid: Tensor, batch_gt_instances: Sequence[InstanceData],
+                 batch_img_metas: Optional[Sequence[dict]], mask_size: OptSize) -> tuple:
+        """Checked inputs of :meth:`match` and :meth:`loss`.
 
-    @staticmethod
-    def _check_inputs(cls_logits: Tensor, mask_logits: List[Tensor], valid: Tensor,
-                      batch_gt_instances: Sequence[InstanceData]) -> None:
-        assert cls_logits.dim() == 3, \
-            f'cls_logits must be (B, M, C), got {tuple(cls_logits.shape)}'
-        num_imgs, num_props = cls_logits.shape[:2]
-        for i, masks in enumerate(mask_logits):
-            assert masks.dim() == 4 and tuple(masks.shape[:2]) == (num_imgs, num_props), \
-                f'mask_logits[{i}] must be (B, M, H, W) with B={num_imgs}, ' \
-                f'M={num_props}; got {tuple(masks.shape)}'
-        assert tuple(valid.shape) == (num_imgs, num_props), \
-            f'valid must be (B, M) = {(num_imgs, num_props)}, got {tuple(valid.shape)}'
-        assert len(batch_gt_instances) == num_imgs, \
-            f'{len(batch_gt_instances)} gt instances for {num_imgs} images'
-
-    @staticmethod
-    def _gt_masks(gt_instances: InstanceData, device: torch.device) -> Tensor:
-        """GT masks of one image as a ``(K, Hp, Wp)`` tensor on ``device``.
-
-        Accepts a bool/uint8/float tensor or any mmdet instance-mask structure
-        (``BitmapMasks``, ``PolygonMasks``).
+        Returns:
+            tuple: the list of mask-logit layers, per-image GT labels ``(K,)``
+            and masks ``(K, Hp, Wp)`` on the logits' device, the image metas
+            and the ``mask_size`` that points are read in (None unless
+            ``resize_for_points``).
         """
-        masks = gt_instances.masks
-        if isinstance(masks, BaseInstanceMasks):
-            return masks.to_tensor(dtype=torch.bool, device=device)
-        return masks.to(device)
+        mask_logits = as_layer_list(mask_logits)
+        check_head_inputs(cls_logits, mask_logits, valid, batch_gt_instances)
+        device = cls_logits.device
+        if batch_img_metas is None:
+            batch_img_metas = [{} for _ in batch_gt_instances]
+        gt_labels_list = [gt.labels.to(device) for gt in batch_gt_instances]
+        gt_masks_list = [gt_mask_tensor(gt, device) for gt in batch_gt_instances]
+        mask_size = mask_size if self.resize_for_points else None
+        return mask_logits, gt_labels_list, gt_masks_list, batch_img_metas, mask_size
 
     # ---------------------------------------------------------------- matching
     @torch.no_grad()
@@ -267,16 +252,10 @@ class MaskCLIPHead(BaseModule):
             pos_gt_inds)``, both ``(P_b,)`` long; proposal indices index all
             ``M`` slots and ascend.
         """
-        mask_logits = self._as_list(mask_logits)
-        self._check_inputs(cls_logits, mask_logits, valid, batch_gt_instances)
-        device = cls_logits.device
-        if batch_img_metas is None:
-            batch_img_metas = [{} for _ in batch_gt_instances]
-        mask_size = mask_size if self.resize_for_points else None
-        return self._match(cls_logits, mask_logits[-1], valid,
-                           [gt.labels for gt in batch_gt_instances],
-                           [self._gt_masks(gt, device)
-                            for gt in batch_gt_instances], batch_img_metas, mask_size)
+        mask_logits, gt_labels_list, gt_masks_list, batch_img_metas, mask_size = self._prepare(
+            cls_logits, mask_logits, valid, batch_gt_instances, batch_img_metas, mask_size)
+        return self._match(cls_logits, mask_logits[-1], valid, gt_labels_list, gt_masks_list,
+                           batch_img_metas, mask_size)
 
     # ------------------------------------------------------------------ losses
     def _loss_masks_single(self,
@@ -389,14 +368,9 @@ class MaskCLIPHead(BaseModule):
             when ``aux_mask_loss`` and ``L > 1``, ``d{i}.loss_mask`` and
             ``d{i}.loss_dice`` for ``i = 0 .. L-2``.
         """
-        mask_logits = self._as_list(mask_logits)
-        self._check_inputs(cls_logits, mask_logits, valid, batch_gt_instances)
+        mask_logits, gt_labels_list, gt_masks_list, batch_img_metas, mask_size = self._prepare(
+            cls_logits, mask_logits, valid, batch_gt_instances, batch_img_metas, mask_size)
         device = cls_logits.device
-        if batch_img_metas is None:
-            batch_img_metas = [{} for _ in batch_gt_instances]
-        mask_size = mask_size if self.resize_for_points else None
-        gt_labels_list = [gt.labels.to(device) for gt in batch_gt_instances]
-        gt_masks_list = [self._gt_masks(gt, device) for gt in batch_gt_instances]
         matches = self._match(cls_logits, mask_logits[-1], valid, gt_labels_list, gt_masks_list,
                               batch_img_metas, mask_size)
 
