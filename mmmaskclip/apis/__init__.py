@@ -4,9 +4,12 @@ from .mask_classification import (MaskClassification, classify_masks, init_mask_
 from .maskclip_inferencer import MaskCLIPInferencer
 from .proposals import dump_proposals, proposer_cfg_of, split_dataset_cfg
 from .visualization import draw_mask_classification
+from .vocabularies import (PRESETS, ClassVocabulary, build_vocabulary, per_image_vocabularies,
+                           read_vocabulary_file)
 
 __all__ = [
     'MaskCLIPInferencer', 'MaskClassification', 'classify_masks', 'draw_mask_classification',
     'init_mask_classifier', 'load_image', 'load_masks', 'dump_proposals', 'proposer_cfg_of',
-    'split_dataset_cfg'
+    'split_dataset_cfg', 'PRESETS', 'ClassVocabulary', 'build_vocabulary', 'per_image_vocabularies',
+    'read_vocabulary_file'
 ]

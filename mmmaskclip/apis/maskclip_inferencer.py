@@ -2,13 +2,13 @@
 """Open-vocabulary universal segmentation of images: mmdet's inferencer with
 the vocabulary given per call."""
 import copy
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from mmdet.apis import DetInferencer
-from mmdet.visualization.palette import get_palette
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 from .inference_pipeline import inference_pipeline
+from .vocabularies import per_image_vocabularies
 
 
 class MaskCLIPInferencer(DetInferencer):
@@ -52,7 +52,7 @@ class MaskCLIPInferencer(DetInferencer):
         model); class names come from each call's vocabulary."""
         if checkpoint is not None:
             _load_checkpoint_to_model(model, checkpoint)
-        model.dataset_meta = dict(classes=(), palette=self.palette)
+        model.dataset_meta = dict(classes=(), palette_name=self.palette)
 
     def _init_pipeline(self, cfg):
         """The config's test pipeline without annotation loading, packing the
@@ -77,31 +77,38 @@ class MaskCLIPInferencer(DetInferencer):
             for pred, pan in hidden:
                 pred.pred_panoptic_seg = pan
 
-    def __call__(self, inputs, texts: Sequence[str], stuff_texts: Sequence[str] = (),
+    def __call__(self,
+                 inputs,
+                 texts: Union[None, str, Sequence] = None,
+                 stuff_texts: Union[None, str, Sequence] = None,
+                 vocab: Union[None, str, Sequence[str]] = None,
                  **kwargs) -> dict:
         """Segment ``inputs`` (paths, arrays, or a folder) for the vocabulary.
 
+        The vocabulary is ``vocab`` (presets such as ``'coco'`` or
+        ``'ade20k'``, or files of names; see
+        :func:`mmmaskclip.apis.build_vocabulary`), then ``texts`` (things) and
+        ``stuff_texts`` (stuff). Names are a list (a comma inside a name joins
+        synonyms) or mmdet's ``'person . car'`` string; a list of such lists
+        (or strings), one per image, gives each image its own vocabulary
+        (with ``batch_size=1``).
+
         Args:
             inputs: what ``DetInferencer`` takes.
-            texts (Sequence[str]): thing names (instances; commas join
-                synonyms).
-            stuff_texts (Sequence[str]): stuff names (merged per class in
-                the panoptic result). A vocabulary without them is all things.
-            **kwargs: ``DetInferencer.__call__`` options (``out_dir``,
-                ``pred_score_thr``, ``return_datasamples``, ...).
+            texts: thing names (instances and panoptic things).
+            stuff_texts: stuff names (one panoptic segment per class).
+            vocab: presets and/or vocabulary files.
+            **kwargs: ``DetInferencer.__call__`` options (``batch_size``,
+                ``out_dir``, ``pred_score_thr``, ``return_datasamples``, ...).
 
         Returns:
             dict: ``predictions`` and ``visualization``, as ``DetInferencer``.
         """
-        if isinstance(texts, str) or isinstance(stuff_texts, str):
-            raise TypeError('texts and stuff_texts are lists of class names, not strings.')
-        if not texts and not stuff_texts:
-            raise ValueError('Give at least one class name (texts or stuff_texts).')
-        names = tuple(texts) + tuple(stuff_texts)
-        # explicit colours: mmdet's semantic drawing indexes the palette
-        palette = get_palette(self.palette, len(names)) if isinstance(self.palette,
-                                                                      str) else self.palette
-        self.visualizer.dataset_meta = dict(classes=names, palette=palette)
         num = len(self._inputs_to_list(inputs))
-        stuff = [tuple(stuff_texts)] * num
-        return super().__call__(inputs, texts=[tuple(texts)] * num, stuff_texts=stuff, **kwargs)
+        vocabularies = per_image_vocabularies(num, vocab, texts, stuff_texts)
+        self.visualizer.dataset_meta = self.model.dataset_meta  # named by the model
+        return super().__call__(
+            inputs,
+            texts=[list(v.things) for v in vocabularies],
+            stuff_texts=[list(v.stuff) for v in vocabularies],
+            **kwargs)

@@ -72,10 +72,93 @@ def test_inferencer_segments_and_draws(tiny_config, tmp_path):
 def test_inferencer_rejects_bad_vocabularies(tiny_config):
     config, image = tiny_config
     inferencer = MaskCLIPInferencer(config, device='cpu', show_progress=False)
-    with pytest.raises(TypeError, match='lists of class names'):
-        inferencer(image, texts='rabbit')
-    with pytest.raises(ValueError, match='at least one'):
+    with pytest.raises(ValueError, match='vocabulary is empty'):
         inferencer(image, texts=[])
+    with pytest.raises(TypeError, match='must be strings'):
+        inferencer(image, texts=['rabbit', 3])
+    with pytest.raises(ValueError, match='empty class name'):
+        inferencer(image, texts=['rabbit', ' '])
+    with pytest.raises(ValueError, match='Unknown vocabulary'):
+        inferencer(image, vocab='no-such-preset')
+
+
+def label_sets(sample) -> tuple:
+    """Labels in the semantic, panoptic and instance outputs of one sample."""
+    from mmmaskclip.models.post_processing.universal import INSTANCE_OFFSET
+    sem = set(sample.pred_sem_seg.sem_seg.unique().tolist())
+    pan = set((sample.pred_panoptic_seg.sem_seg.unique() % INSTANCE_OFFSET).tolist())
+    return sem, pan, set(sample.pred_instances.labels.tolist())
+
+
+@pytest.mark.parametrize(
+    'vocabulary',
+    [
+        dict(texts=['rabbit'], stuff_texts=['sky']),
+        dict(texts='rabbit . sky'),  # mmdet's string form: two things
+        dict(stuff_texts=['sky', 'grass']),  # stuff only: semantic segmentation
+    ])
+def test_two_class_vocabulary_gives_two_classes(tiny_config, vocabulary):
+    config, image = tiny_config
+    inferencer = MaskCLIPInferencer(config, device='cpu', show_progress=False)
+    # no void class and no thresholds: a random model's proposals all count
+    inferencer.model.void_class = None
+    inferencer.model.post_processor.object_mask_thr = 0.0
+    inferencer.model.post_processor.overlap_thr = 0.0
+    sample = inferencer(image, return_datasamples=True, **vocabulary)['predictions'][0]
+    names = inferencer.visualizer.dataset_meta['classes']
+    assert len(names) == 2 and set(names) <= {'rabbit', 'sky', 'grass'}
+    sem, pan, inst = label_sets(sample)
+    assert sem and sem <= {0, 1}
+    assert pan <= {0, 1, 2} and pan - {2}  # 2 = VOID, something is labelled
+    things = len(vocabulary.get('texts') or
+                 ()) if not isinstance(vocabulary.get('texts'), str) else 2
+    assert inst <= set(range(things))  # stuff is never an instance
+    assert len(inst) or not things or not len(sample.pred_instances)
+
+
+def test_per_image_vocabularies_label_each_image(tiny_config):
+    config, image = tiny_config
+    inferencer = MaskCLIPInferencer(config, device='cpu', show_progress=False)
+    out = inferencer([image, image],
+                     texts=[['rabbit'], ['cat', 'dog', 'car']],
+                     batch_size=1,
+                     return_datasamples=True)
+    assert len(out['predictions']) == 2
+    assert inferencer.visualizer.dataset_meta['classes'] == ('cat', 'dog', 'car')  # the last
+    assert label_sets(out['predictions'][0])[0] == {0}  # one class: every pixel is it
+    with pytest.raises(ValueError, match='different vocabularies'):
+        inferencer([image, image], texts=[['rabbit'], ['cat']], batch_size=2)
+
+
+def test_through_mmdet_det_inferencer(tiny_config, tmp_path):
+    """mmdet's own DetInferencer: its string and per-image forms, labels
+    named by the vocabulary (not COCO's) in the drawing."""
+    from mmdet.apis import DetInferencer
+    config, image = tiny_config
+    import mmmaskclip  # noqa: F401
+    inferencer = DetInferencer(config, weights=None, device='cpu', show_progress=False)
+    out = inferencer(image, texts='person', return_datasamples=True)
+    assert inferencer.model.dataset_meta['classes'] == ('person', )  # not p, e, r, s, o, n
+    assert inferencer.visualizer.dataset_meta['classes'] == ('person', )
+    assert label_sets(out['predictions'][0])[0] == {0}
+    out = inferencer([image, image],
+                     texts=['person . car .', 'tree .'],
+                     stuff_texts=['sky', 'sky'],
+                     out_dir=str(tmp_path),
+                     return_datasamples=True)
+    assert inferencer.visualizer.dataset_meta['classes'] == ('tree', 'sky')
+    assert (tmp_path / 'vis' / osp.basename(image)).is_file()
+
+
+def test_ground_truth_proposer_is_refused_at_inference(tiny_config, tmp_path):
+    config, image = tiny_config
+    cfg = Config.fromfile(config)
+    cfg.model.proposer = dict(type='GTMaskProposer')
+    path = str(tmp_path / 'gt_proposer.py')
+    cfg.dump(path)
+    inferencer = MaskCLIPInferencer(path, device='cpu', show_progress=False)
+    with pytest.raises(ValueError, match='GTMaskProposer needs ground-truth'):
+        inferencer(image, texts=['rabbit'])
 
 
 @pytest.mark.parametrize('task', ['panoptic', 'semantic', 'instance'])
@@ -89,3 +172,19 @@ def test_image_demo(tiny_config, tmp_path, task):
     ]) == 0
     assert (tmp_path / 'vis' / osp.basename(image)).exists()
     assert demo.main([image, '--config', config]) == 2  # no vocabulary
+
+
+def test_image_demo_vocabulary_file_and_void_pixels(tiny_config, tmp_path, capsys):
+    demo = load_script('tools/demo/image_demo.py')
+    config, image = tiny_config
+    names = tmp_path / 'names.txt'
+    names.write_text('rabbit\nsky: stuff\n')
+    argv = [
+        image, '--vocab',
+        str(names), '--config', config, '--task', 'semantic', '--device', 'cpu', '--out-dir',
+        str(tmp_path)
+    ]
+    assert demo.main(argv + ['--void-pixels']) == 0
+    assert (tmp_path / 'vis' / osp.basename(image)).exists()
+    assert demo.main([image, '--vocab', 'no-such-preset', '--config', config]) == 2
+    assert 'Unknown vocabulary' in capsys.readouterr().err

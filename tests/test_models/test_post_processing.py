@@ -31,6 +31,16 @@ def test_semantic_reaches_the_last_class():
     assert (sem[:, :3] == 2).all() and (sem[:, 3:] == 0).all()
 
 
+def test_semantic_void_label_marks_what_void_wins():
+    masks = torch.stack([box_mask(4, 6, 0, 4, 0, 3), box_mask(4, 6, 0, 4, 3, 6)])
+    cls = one_hot_logits([1, 2], num_classes=2)  # proposal 1 is void ('other')
+    probs = cls.softmax(-1)
+    forced = UniversalPostProcessor().semantic(probs, masks).sem_seg[0]
+    assert (forced == 1).all()  # Mask2Former's rule: every pixel gets a class
+    sem = UniversalPostProcessor(semantic_void_label=255).semantic(probs, masks).sem_seg[0]
+    assert (sem[:, :3] == 1).all() and (sem[:, 3:] == 255).all()
+
+
 def test_panoptic_by_hand():
     """Things 0, 1; stuff 2; C = 3 so VOID = 3."""
     h, w = 8, 8

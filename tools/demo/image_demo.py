@@ -7,6 +7,8 @@ Examples::
     # training-free MaskCLIP w/o RMA with OpenAI CLIP + model-zoo Mask2Former
     python tools/demo/image_demo.py demo/scene.png --texts house tree \
         --stuff-texts sky grass --out-dir outputs
+    # a dataset's vocabulary plus your own names
+    python tools/demo/image_demo.py demo/scene.png --vocab ade20k --texts "toy rabbit"
     # a trained MaskCLIP
     python tools/demo/image_demo.py IMG --texts "toy rabbit" rabbit --config \
         configs/maskclip/maskclip_vit-l-14-336_8xb1-10k_coco-panoptic.py \
@@ -31,6 +33,13 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('inputs', help='an image file or a folder of images')
     parser.add_argument(
+        '--vocab',
+        nargs='*',
+        default=[],
+        help='vocabulary presets (coco, coco-stuff, ade20k, ade20k-full, pascal-context-59, '
+        'pascal-context-459, lvis) and/or files of names (one a line, "name: stuff" for '
+        'stuff; or JSON {"things": [...], "stuff": [...]})')
+    parser.add_argument(
         '--texts',
         nargs='*',
         default=[],
@@ -48,6 +57,10 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', default='outputs')
     parser.add_argument('--device', default=None)
     parser.add_argument(
+        '--void-pixels',
+        action='store_true',
+        help='semantic: leave pixels unlabelled where the void class wins (small vocabularies)')
+    parser.add_argument(
         '--score-thr', type=float, default=0.3, help='instances scoring below are not drawn')
     parser.add_argument(
         '--random-weights',
@@ -60,11 +73,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not args.texts and not args.stuff_texts:
-        print('error: give class names with --texts and/or --stuff-texts', file=sys.stderr)
-        return 2
     import mmmaskclip  # noqa: F401
-    from mmmaskclip.apis import MaskCLIPInferencer
+    from mmmaskclip.apis import MaskCLIPInferencer, build_vocabulary
+    try:
+        vocabulary = build_vocabulary(args.vocab, args.texts, args.stuff_texts)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f'error: {err} (use --vocab, --texts and/or --stuff-texts)', file=sys.stderr)
+        return 2
     from mmmaskclip.models import CLIPWeightsNotFoundError
     from mmmaskclip.models.proposers import ProposerWeightsNotFoundError
     cfg = Config.fromfile(args.config)
@@ -75,6 +90,8 @@ def main(argv=None) -> int:
             cfg.model.proposer.checkpoint = None
     post = cfg.model.setdefault('post_processor', dict(type='UniversalPostProcessor'))
     post.update({f'{t}_on': t == args.task for t in TASKS})
+    if args.void_pixels:
+        post.update(semantic_void_label=255)
     try:
         inferencer = MaskCLIPInferencer(cfg, weights=args.weights, device=args.device)
     except (CLIPWeightsNotFoundError, ProposerWeightsNotFoundError) as err:
@@ -82,8 +99,8 @@ def main(argv=None) -> int:
         return 2
     out = inferencer(
         args.inputs,
-        texts=args.texts,
-        stuff_texts=args.stuff_texts,
+        texts=list(vocabulary.things),
+        stuff_texts=list(vocabulary.stuff),
         out_dir=args.out_dir,
         pred_score_thr=args.score_thr,
         return_datasamples=True)

@@ -8,6 +8,7 @@ from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmdet.visualization.palette import get_palette
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -231,6 +232,7 @@ class MaskCLIP(BaseDetector):
         original image size when ``rescale`` (else at ``img_shape``).
         """
         vocabulary = self.vocabulary(batch_data_samples)
+        self.name_labels(vocabulary)
         proposals, regions, cls_logits = self.encode(batch_inputs, batch_data_samples, vocabulary)
         cls_logits = void_column(cls_logits, regions.valid, append=vocabulary.void is None)
         size = tuple(batch_inputs.shape[-2:])
@@ -246,6 +248,19 @@ class MaskCLIP(BaseDetector):
                 sample.pred_proposals = InstanceData(
                     probs=cls[valid].softmax(-1)[:, :-1], mask_logits=mask[valid])
         return batch_data_samples
+
+    def name_labels(self, vocabulary: Vocabulary) -> None:
+        """Make ``dataset_meta`` (when the model has one) describe the labels
+        of the coming predictions: ``classes`` become the vocabulary's names
+        and ``palette`` a colour per name (from ``palette_name``, mmdet's
+        ``'random'`` by default). The dict is updated in place, so a
+        visualiser sharing it (mmdet's ``DetInferencer`` does) names the
+        vocabulary's classes."""
+        meta = getattr(self, 'dataset_meta', None)
+        if not isinstance(meta, dict) or tuple(meta.get('classes') or ()) == vocabulary.names:
+            return
+        meta['classes'] = vocabulary.names
+        meta['palette'] = get_palette(meta.get('palette_name', 'random'), vocabulary.num_classes)
 
     @staticmethod
     def to_image(masks: Tensor, meta: dict, batch_size: Tuple[int, int], rescale: bool) -> Tensor:

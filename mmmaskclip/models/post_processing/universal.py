@@ -59,6 +59,12 @@ class UniversalPostProcessor(BaseModule):
             Default 0.
         instance_topk (str): ``'all'`` (Mask2Former's and the authors') or
             ``'things'``, see above. Default ``'all'``.
+        semantic_void_label (int, optional): None (Mask2Former's rule) labels
+            every pixel with a vocabulary class. An int lets the void class
+            compete in the semantic sum: pixels it wins get this label (e.g.
+            255, which mmdet's drawing and metrics skip), so that a tiny
+            vocabulary does not force every pixel onto one of its names.
+            Needs the model's ``void_class``. Default None.
         init_cfg (dict, optional): initialisation config.
     """
 
@@ -71,6 +77,7 @@ class UniversalPostProcessor(BaseModule):
                  max_per_image: int = 100,
                  instance_score_thr: float = 0.0,
                  instance_topk: str = 'all',
+                 semantic_void_label: Optional[int] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.panoptic_on, self.instance_on, self.semantic_on = (panoptic_on, instance_on,
@@ -82,12 +89,17 @@ class UniversalPostProcessor(BaseModule):
         if instance_topk not in ('all', 'things'):
             raise ValueError(f"instance_topk must be 'all' or 'things', got {instance_topk!r}.")
         self.instance_topk = instance_topk
+        self.semantic_void_label = semantic_void_label
 
     def semantic(self, probs: Tensor, mask_logits: Tensor) -> PixelData:
         """``(M, C + 1)`` probabilities, ``(M, H, W)`` -> ``sem_seg`` ``(1, H, W)``
-        in ``[0, C)``."""
-        seg = torch.einsum('mc,mhw->chw', probs[:, :-1], mask_logits.sigmoid())
-        return PixelData(sem_seg=seg.argmax(0, keepdim=True))
+        in ``[0, C)`` (or ``semantic_void_label`` where void wins)."""
+        if self.semantic_void_label is None:
+            seg = torch.einsum('mc,mhw->chw', probs[:, :-1], mask_logits.sigmoid())
+            return PixelData(sem_seg=seg.argmax(0, keepdim=True))
+        seg = torch.einsum('mc,mhw->chw', probs, mask_logits.sigmoid()).argmax(0, keepdim=True)
+        return PixelData(
+            sem_seg=seg.masked_fill(seg == probs.shape[1] - 1, self.semantic_void_label))
 
     def panoptic(self, probs: Tensor, mask_logits: Tensor, num_things: int) -> PixelData:
         """``(M, C + 1)`` probabilities, ``(M, H, W)`` -> panoptic ids ``(1, H, W)``."""

@@ -92,6 +92,13 @@ class GTMaskProposer(BaseProposer):
                 vocabulary: Optional[Vocabulary] = None,
                 batch_gt_segments: Optional[List[InstanceData]] = None) -> MaskProposals:
         if batch_gt_segments is None:
+            if not all('gt_sem_seg' in sample or 'masks' in sample.get('gt_instances', {})
+                       for sample in batch_data_samples):
+                raise ValueError(
+                    'GTMaskProposer needs ground-truth segments: it proposes the annotated '
+                    'masks (an oracle for evaluation), so it cannot segment images without '
+                    'annotations. For inference use a config whose proposer is a '
+                    'DetectorProposer or PrecomputedProposer.')
             if vocabulary is None:
                 raise ValueError('GTMaskProposer needs the vocabulary (which labels are '
                                  'things) to read the ground-truth segments.')

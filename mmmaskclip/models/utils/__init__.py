@@ -2,9 +2,9 @@
 from .masks import (PAD_MASK_LOGIT, as_mask_logits, prepare_mask_logits, resize_mask_logits,
                     stack_mask_logits)
 from .padding import fill_padding
-from .vocabulary import Vocabulary, gt_segments
+from .vocabulary import Vocabulary, gt_segments, parse_class_names
 
 __all__ = [
     'PAD_MASK_LOGIT', 'as_mask_logits', 'prepare_mask_logits', 'resize_mask_logits',
-    'stack_mask_logits', 'fill_padding', 'Vocabulary', 'gt_segments'
+    'stack_mask_logits', 'fill_padding', 'Vocabulary', 'gt_segments', 'parse_class_names'
 ]

@@ -1,11 +1,47 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """The vocabulary of a batch and its ground-truth segments, computed once."""
+import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 from mmdet.models.utils import preprocess_panoptic_gt
 from mmdet.structures import SampleList
 from mmengine.structures import InstanceData
+
+
+def parse_class_names(text: Union[None, str, Sequence[str]]) -> Tuple[str, ...]:
+    """Class names from any of the forms users pass.
+
+    A sequence of names is kept as it is (a comma inside a name joins
+    synonyms); a string is mmdet's open-vocabulary form ``'person . car .
+    traffic light'`` (names separated by ``' . '``, a trailing ``' .'`` allowed),
+    and a string without ``' . '`` is one name. Empty names are refused.
+
+    Args:
+        text (str | Sequence[str] | None): the names; None gives ``()``.
+
+    Returns:
+        tuple[str]: the names.
+    """
+    if text is None:
+        return ()
+    if isinstance(text, str):
+        stripped = text.strip()
+        stripped = stripped[:-1].rstrip() if stripped.endswith(' .') else stripped
+        # a '.' between blanks separates names ('St. Bernard' keeps its '.')
+        names = tuple(part.strip() for part in re.split(r'\s\.(?=\s|$)', stripped))
+        names = names if stripped else ()
+    elif isinstance(text, Sequence):
+        names = tuple(text)
+        bad = [n for n in names if not isinstance(n, str)]
+        if bad:
+            raise TypeError(f'Class names must be strings, got {bad[0]!r} in {text!r}.')
+    else:
+        raise TypeError('Class names are a list of strings or a string such as '
+                        f"'person . car', got {type(text).__name__}: {text!r}.")
+    if any(not n.strip() for n in names):
+        raise ValueError(f'An empty class name in {text!r}.')
+    return names
 
 
 @dataclass(frozen=True)
@@ -52,8 +88,13 @@ class Vocabulary:
         if class_names:
             names = tuple(class_names)
             return cls(names, len(names) if num_things is None else num_things, void)
-        meta = batch_data_samples[0].metainfo if batch_data_samples else {}
-        things, stuff = tuple(meta.get('text') or ()), tuple(meta.get('stuff_text') or ())
+        vocabularies = {(parse_class_names(sample.metainfo.get('text')),
+                         parse_class_names(sample.metainfo.get('stuff_text')))
+                        for sample in batch_data_samples}
+        if len(vocabularies) > 1:
+            raise ValueError('The images of one batch have different vocabularies: give one '
+                             'vocabulary to all, or infer them one at a time (batch_size=1).')
+        things, stuff = vocabularies.pop() if vocabularies else ((), ())
         if not things and not stuff:
             raise ValueError(
                 'MaskCLIP has no vocabulary: set model.class_names, or build the dataset '

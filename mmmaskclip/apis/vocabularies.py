@@ -1,0 +1,197 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Vocabularies for inference: dataset presets, files of names and free names."""
+import json
+import os.path as osp
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple, Union
+
+from mmmaskclip.models.utils import parse_class_names
+
+
+@dataclass(frozen=True)
+class ClassVocabulary:
+    """Thing and stuff names of one vocabulary, in order.
+
+    Attributes:
+        things (tuple[str]): classes with instances (instance and panoptic
+            things).
+        stuff (tuple[str]): amorphous classes (one panoptic segment per class,
+            never an instance).
+    """
+    things: Tuple[str, ...] = ()
+    stuff: Tuple[str, ...] = ()
+
+    @property
+    def names(self) -> Tuple[str, ...]:
+        """Things then stuff: the label order of the predictions."""
+        return self.things + self.stuff
+
+    def __add__(self, other: 'ClassVocabulary') -> 'ClassVocabulary':
+        """Both vocabularies; a name already present keeps its first role."""
+        seen = set(self.names)
+        things = self.things + tuple(n for n in _unique(other.things) if n not in seen)
+        seen |= set(things)
+        stuff = self.stuff + tuple(n for n in _unique(other.stuff) if n not in seen)
+        return ClassVocabulary(things, stuff)
+
+
+def _unique(names: Iterable[str]) -> Tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
+def _coco() -> ClassVocabulary:
+    from mmdet.datasets import CocoPanopticDataset
+    meta = CocoPanopticDataset.METAINFO
+    return ClassVocabulary(tuple(meta['thing_classes']), tuple(meta['stuff_classes']))
+
+
+def _coco_stuff() -> ClassVocabulary:
+    from mmdet.datasets import CocoDataset
+    from mmseg.datasets import COCOStuffDataset
+    things = set(CocoDataset.METAINFO['classes'])
+    names = COCOStuffDataset.METAINFO['classes']
+    return ClassVocabulary(
+        tuple(n for n in names if n in things), tuple(n for n in names if n not in things))
+
+
+def _ade20k() -> ClassVocabulary:
+    from mmmaskclip.datasets import ADE20K_150_CATEGORIES
+    return ClassVocabulary(
+        tuple(n for n, thing in ADE20K_150_CATEGORIES if thing),
+        tuple(n for n, thing in ADE20K_150_CATEGORIES if not thing))
+
+
+def _all_stuff(attr: str) -> Callable[[], ClassVocabulary]:
+    """A semantic benchmark without thing marks: every class is stuff."""
+
+    def build() -> ClassVocabulary:
+        from mmmaskclip.datasets import semseg_classes
+        return ClassVocabulary((), tuple(getattr(semseg_classes, attr)))
+
+    return build
+
+
+def _lvis() -> ClassVocabulary:
+    from mmdet.datasets import LVISV1Dataset
+
+    from mmmaskclip.datasets.lvis import lvis_natural_name
+    return ClassVocabulary(tuple(lvis_natural_name(n) for n in LVISV1Dataset.METAINFO['classes']))
+
+
+#: Preset name -> builder. Datasets without thing marks (ADE20K-full, PASCAL
+#: Context) are all stuff: semantic and panoptic (a segment per class), no
+#: instances; mark things in a vocabulary file to get instances.
+PRESETS: Dict[str, Callable[[], ClassVocabulary]] = {
+    'coco': _coco,  # COCO panoptic: 80 things, 53 stuff
+    'coco-stuff': _coco_stuff,  # COCO-Stuff: 80 things, 91 stuff
+    'ade20k': _ade20k,  # ADE20K-150: 100 things, 50 stuff
+    'ade20k-full': _all_stuff('ADE20K_847_CLASSES'),  # 847 classes
+    'pascal-context-59': _all_stuff('PASCAL_CONTEXT_59_CLASSES'),
+    'pascal-context-459': _all_stuff('PASCAL_CONTEXT_459_CLASSES'),
+    'lvis': _lvis,  # LVIS v1: 1203 things, as natural phrases
+}
+
+
+def read_vocabulary_file(path: str) -> ClassVocabulary:
+    """A vocabulary from a file.
+
+    * ``.json``: a list of names (things), or ``{"things": [...], "stuff":
+      [...]}``;
+    * any other file: one name a line, optionally ``name: thing`` or
+      ``name: stuff`` (thing by default); blank lines and ``#`` comments are
+      skipped. A comma inside a name joins synonyms (``'sofa, couch'``).
+
+    Args:
+        path (str): the file.
+
+    Returns:
+        ClassVocabulary: its names.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Vocabulary file {path!r} does not exist.')
+    with open(path, encoding='utf-8') as f:
+        if path.endswith('.json'):
+            data = json.load(f)
+            if isinstance(data, list):
+                return ClassVocabulary(parse_class_names(data))
+            if isinstance(data, dict) and set(data) <= {'things', 'stuff'}:
+                return ClassVocabulary(
+                    parse_class_names(data.get('things', [])),
+                    parse_class_names(data.get('stuff', [])))
+            raise ValueError(f'{path}: expected a list of names or {{"things": [...], '
+                             f'"stuff": [...]}}, got {type(data).__name__}.')
+        things, stuff = [], []
+        for number, line in enumerate(f, 1):
+            line = line.split('#', 1)[0].strip()
+            if not line:
+                continue
+            name, _, role = line.rpartition(':') if ':' in line else (line, '', 'thing')
+            role = role.strip().lower()
+            if role not in ('thing', 'stuff'):
+                raise ValueError(f"{path}:{number}: the role after ':' must be 'thing' or "
+                                 f"'stuff', got {role!r}.")
+            (things if role == 'thing' else stuff).append(name.strip())
+    return ClassVocabulary(parse_class_names(things), parse_class_names(stuff))
+
+
+def build_vocabulary(vocab: Union[None, str, Sequence[str]] = None,
+                     texts: Union[None, str, Sequence[str]] = None,
+                     stuff_texts: Union[None, str, Sequence[str]] = None) -> ClassVocabulary:
+    """Combine presets, files and free names into one vocabulary.
+
+    Args:
+        vocab (str | Sequence[str], optional): preset names (see
+            :data:`PRESETS`) and/or vocabulary files, in order.
+        texts (str | Sequence[str], optional): thing names (a list, or
+            mmdet's ``'person . car'`` string).
+        stuff_texts (str | Sequence[str], optional): stuff names.
+
+    Returns:
+        ClassVocabulary: presets and files first, then ``texts`` and
+        ``stuff_texts``; a repeated name keeps its first role.
+    """
+    out = ClassVocabulary()
+    for item in ([vocab] if isinstance(vocab, str) else list(vocab or ())):
+        if item in PRESETS:
+            out = out + PRESETS[item]()
+        elif osp.isfile(item):
+            out = out + read_vocabulary_file(item)
+        else:
+            raise ValueError(f'Unknown vocabulary {item!r}: a preset ({", ".join(PRESETS)}) '
+                             'or a file of names.')
+    out = out + ClassVocabulary(parse_class_names(texts), parse_class_names(stuff_texts))
+    if not out.names:
+        raise ValueError('The vocabulary is empty: give a preset, a file, texts or stuff_texts.')
+    return out
+
+
+def _is_mmdet_string(value) -> bool:
+    return isinstance(value, str) and (' . ' in value or value.rstrip().endswith(' .'))
+
+
+def _per_image(value, num_images: int) -> list:
+    """``value`` per image: a list of lists (or of mmdet strings) gives one
+    entry per image; anything else is shared."""
+    if isinstance(value,
+                  (list, tuple)) and value and (all(isinstance(v, (list, tuple)) for v in value)
+                                                or all(map(_is_mmdet_string, value))):
+        if len(value) != num_images:
+            raise ValueError(f'{len(value)} per-image vocabularies for {num_images} images.')
+        return list(value)
+    return [value] * num_images
+
+
+def per_image_vocabularies(num_images: int,
+                           vocab: Union[None, str, Sequence[str]] = None,
+                           texts=None,
+                           stuff_texts=None) -> List[ClassVocabulary]:
+    """One :class:`ClassVocabulary` per image (see :func:`build_vocabulary`).
+
+    ``texts`` / ``stuff_texts`` may hold one entry per image: a list of name
+    lists, or a list of mmdet strings (``['person . car', 'sky .']``); a flat
+    list of names is one vocabulary for every image.
+    """
+    return [
+        build_vocabulary(vocab, t, s)
+        for t, s in zip(_per_image(texts, num_images), _per_image(stuff_texts, num_images))
+    ]
