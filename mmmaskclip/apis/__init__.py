@@ -1,4 +1,5 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
+from .export import export_prediction, instances_to_list, panoptic_to_coco, semantic_map
 from .mask_classification import (MaskClassification, classify_masks, init_mask_classifier,
                                   load_image, load_masks)
 from .maskclip_inferencer import MaskCLIPInferencer
@@ -11,5 +12,6 @@ __all__ = [
     'MaskCLIPInferencer', 'MaskClassification', 'classify_masks', 'draw_mask_classification',
     'init_mask_classifier', 'load_image', 'load_masks', 'dump_proposals', 'proposer_cfg_of',
     'split_dataset_cfg', 'PRESETS', 'ClassVocabulary', 'build_vocabulary', 'per_image_vocabularies',
-    'read_vocabulary_file'
+    'read_vocabulary_file', 'export_prediction', 'instances_to_list', 'panoptic_to_coco',
+    'semantic_map'
 ]

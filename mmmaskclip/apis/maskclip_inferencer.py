@@ -2,12 +2,16 @@
 """Open-vocabulary universal segmentation of images: mmdet's inferencer with
 the vocabulary given per call."""
 import copy
+import os.path as osp
 from typing import Optional, Sequence, Union
 
+import mmengine
 from mmdet.apis import DetInferencer
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
+from .export import export_prediction
 from .inference_pipeline import inference_pipeline
+from .video import is_video, segment_video
 from .vocabularies import per_image_vocabularies
 
 
@@ -77,13 +81,30 @@ class MaskCLIPInferencer(DetInferencer):
             for pred, pan in hidden:
                 pred.pred_panoptic_seg = pan
 
+    def pred2dict(self, data_sample, pred_out_dir: str = '') -> dict:
+        """A prediction as a json-serialisable dict named by the vocabulary
+        (see :func:`mmmaskclip.apis.export_prediction`); with
+        ``pred_out_dir``, also ``preds/{stem}.json``, ``{stem}_panoptic.png``
+        and ``{stem}_semantic.png`` there (``stem``: the image's file name, or
+        the running index of array inputs)."""
+        if 'img_path' in data_sample:
+            stem = osp.splitext(osp.basename(data_sample.img_path))[0]
+        else:
+            stem = str(self.num_predicted_imgs)
+            self.num_predicted_imgs += 1
+        out_dir = osp.join(pred_out_dir, 'preds') if pred_out_dir else None
+        if out_dir:
+            mmengine.mkdir_or_exist(out_dir)
+        return export_prediction(data_sample, self.model.dataset_meta['classes'], out_dir, stem)
+
     def __call__(self,
                  inputs,
                  texts: Union[None, str, Sequence] = None,
                  stuff_texts: Union[None, str, Sequence] = None,
                  vocab: Union[None, str, Sequence[str]] = None,
                  **kwargs) -> dict:
-        """Segment ``inputs`` (paths, arrays, or a folder) for the vocabulary.
+        """Segment ``inputs`` (paths, arrays, a folder, or a video file) for
+        the vocabulary.
 
         The vocabulary is ``vocab`` (presets such as ``'coco'`` or
         ``'ade20k'``, or files of names; see
@@ -102,8 +123,13 @@ class MaskCLIPInferencer(DetInferencer):
                 ``out_dir``, ``pred_score_thr``, ``return_datasamples``, ...).
 
         Returns:
-            dict: ``predictions`` and ``visualization``, as ``DetInferencer``.
+            dict: ``predictions`` and ``visualization``, as ``DetInferencer``;
+            for a video ``predictions`` (one per frame) and ``video`` (see
+            :func:`mmmaskclip.apis.video.segment_video`).
         """
+        if is_video(inputs):
+            return segment_video(
+                self, inputs, texts=texts, stuff_texts=stuff_texts, vocab=vocab, **kwargs)
         num = len(self._inputs_to_list(inputs))
         vocabularies = per_image_vocabularies(num, vocab, texts, stuff_texts)
         self.visualizer.dataset_meta = self.model.dataset_meta  # named by the model

@@ -188,3 +188,81 @@ def test_image_demo_vocabulary_file_and_void_pixels(tiny_config, tmp_path, capsy
     assert (tmp_path / 'vis' / osp.basename(image)).exists()
     assert demo.main([image, '--vocab', 'no-such-preset', '--config', config]) == 2
     assert 'Unknown vocabulary' in capsys.readouterr().err
+
+
+def test_saved_predictions_round_trip(tiny_config, tmp_path):
+    """``out_dir/preds``: RLE, panoptic PNG and semantic PNG decode (with
+    pycocotools / panopticapi's id rule) to exactly the predictions."""
+    import json
+
+    import mmcv
+    import pycocotools.mask as mask_utils
+    config, image = tiny_config
+    inferencer = MaskCLIPInferencer(config, device='cpu', show_progress=False)
+    inferencer.model.void_class = None
+    inferencer.model.post_processor.object_mask_thr = 0.0
+    texts, stuff = ['rabbit', 'house'], ['sky']
+    sample = inferencer(
+        image, texts=texts, stuff_texts=stuff, return_datasamples=True)['predictions'][0]
+    inferencer(image, texts=texts, stuff_texts=stuff, out_dir=str(tmp_path), no_save_pred=False)
+    stem = osp.splitext(osp.basename(image))[0]
+    saved = json.loads((tmp_path / 'preds' / f'{stem}.json').read_text())
+    assert saved['classes'] == texts + stuff
+
+    instances = sample.pred_instances
+    assert len(saved['instances']) == len(instances) > 0
+    for entry, mask, label in zip(saved['instances'], instances.masks, instances.labels):
+        decoded = mask_utils.decode(entry['segmentation'])
+        assert np.array_equal(decoded.astype(bool), mask.numpy())
+        assert entry['name'] == saved['classes'][int(label)]
+
+    rgb = mmcv.imread(str(tmp_path / 'preds' / saved['panoptic']['png']), channel_order='rgb')
+    ids = rgb[..., 0].astype(np.int64) + 256 * rgb[..., 1] + 256**2 * rgb[..., 2]
+    pan = sample.pred_panoptic_seg.sem_seg[0].numpy()
+    expected = np.where(pan % 1000 == len(saved['classes']), 0, pan)
+    assert np.array_equal(ids, expected)
+    segments = saved['panoptic']['segments_info']
+    assert sorted(s['id'] for s in segments) == sorted(set(np.unique(ids).tolist()) - {0})
+    for seg in segments:
+        assert seg['area'] == int((ids == seg['id']).sum())
+        assert seg['isthing'] == (seg['category_id'] < len(texts))
+
+    sem = mmcv.imread(str(tmp_path / 'preds' / saved['semantic']['png']), flag='unchanged')
+    assert np.array_equal(sem, sample.pred_sem_seg.sem_seg[0].numpy())
+
+
+def test_video_in_drawn_video_out(tiny_config, tmp_path):
+    import cv2
+    import mmcv
+    config, image = tiny_config
+    frames = [mmcv.imread(image)] * 5
+    frames[2] = frames[2][:, ::-1].copy()  # one mirrored frame
+    video = str(tmp_path / 'clip.mp4')
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*'mp4v'), 4, (80, 64))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    inferencer = MaskCLIPInferencer(config, device='cpu', show_progress=False)
+    out = inferencer(
+        video,
+        texts=['rabbit'],
+        stuff_texts=['sky'],
+        batch_size=2,
+        out_dir=str(tmp_path / 'out'),
+        no_save_pred=False)
+    assert len(out['predictions']) == 5 and out['predictions'][0]['classes'] == ['rabbit', 'sky']
+    written = mmcv.VideoReader(out['video'])
+    assert (written.frame_cnt, written.width, written.height, written.fps) == (5, 80, 64, 4)
+    assert sorted(p.name for p in (tmp_path / 'out' / 'preds').glob('*.json')) == [
+        f'clip_{i:06d}.json' for i in range(5)
+    ]
+    # each frame is segmented as the same (decoded) image alone would be
+    decoded = list(mmcv.VideoReader(video))
+    alone = inferencer(
+        decoded, texts=['rabbit'], stuff_texts=['sky'], return_datasamples=True)['predictions']
+    again = inferencer(
+        video, texts=['rabbit'], stuff_texts=['sky'], return_datasamples=True)['predictions']
+    for k in range(5):
+        assert torch.equal(again[k].pred_sem_seg.sem_seg, alone[k].pred_sem_seg.sem_seg)
+        assert torch.equal(again[k].pred_panoptic_seg.sem_seg, alone[k].pred_panoptic_seg.sem_seg)
+    assert again[0].pred_sem_seg.sem_seg.shape[-2:] == (64, 80)
