@@ -98,6 +98,8 @@ def check_mim(python, work, pkg_root: str, name: str) -> None:
     helped = run([*mim, 'run', 'mmmaskclip', 'dump_proposals', '--', '--help'], cwd=work).stdout
     assert 'usage: dump_proposals.py' in helped
     assert osp.join(pkg_root, '.mim', 'tools', 'misc', 'dump_proposals.py') in helped
+    helped = run([*mim, 'run', 'mmmaskclip', 'demo', '--', '--help'], cwd=work).stdout
+    assert 'usage: demo.py' in helped and '--vocab' in helped
     not_a_tool = run([*mim, 'run', 'mmmaskclip', 'tool_common'], cwd=work, check=False)
     assert not_a_tool.returncode != 0 and 'not a tool' in not_a_tool.stderr
 

@@ -5,14 +5,20 @@ import copy
 import os.path as osp
 from typing import Optional, Sequence, Union
 
+import mmcv
 import mmengine
+import numpy as np
 from mmdet.apis import DetInferencer
+from mmdet.structures import DetDataSample
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 from .export import export_prediction
 from .inference_pipeline import inference_pipeline
 from .video import is_video, segment_video
 from .vocabularies import per_image_vocabularies
+
+#: Task -> the prediction field that holds it.
+TASK_FIELDS = dict(panoptic='pred_panoptic_seg', semantic='pred_sem_seg', instance='pred_instances')
 
 
 class MaskCLIPInferencer(DetInferencer):
@@ -65,9 +71,57 @@ class MaskCLIPInferencer(DetInferencer):
         cfg.test_dataloader.dataset.pipeline = inference_pipeline(cfg, loader=None)
         return super()._init_pipeline(cfg)
 
-    def visualize(self, inputs, preds, **kwargs):
-        """Draw with mmdet's visualiser; an empty panoptic result (all VOID,
-        which mmdet cannot draw) leaves the image bare."""
+    visualize_kwargs = DetInferencer.visualize_kwargs | {'tasks'}
+
+    def visualize(self,
+                  inputs,
+                  preds,
+                  tasks: Optional[Sequence[str]] = None,
+                  return_vis: bool = False,
+                  no_save_vis: bool = False,
+                  img_out_dir: str = '',
+                  **kwargs):
+        """Draw with mmdet's visualiser.
+
+        Args:
+            tasks (Sequence[str], optional): ``'panoptic'``, ``'semantic'``
+                and/or ``'instance'``: each drawn on its own copy of the image,
+                side by side in this order. None draws what the predictions
+                hold, on one image (mmdet's way).
+            return_vis, no_save_vis, img_out_dir, **kwargs: as
+                ``DetInferencer.visualize`` (``show`` needs ``tasks=None``).
+
+        Returns:
+            list[np.ndarray] | None: the RGB drawings when ``return_vis``.
+        """
+        if not tasks:
+            return self._draw(inputs, preds, return_vis, no_save_vis, img_out_dir, **kwargs)
+        unknown = set(tasks) - set(TASK_FIELDS)
+        if unknown:
+            raise ValueError(f'Unknown task(s) {sorted(unknown)}: choose from {list(TASK_FIELDS)}.')
+        names = []
+        for single in inputs:
+            names.append(
+                osp.basename(single)
+                if isinstance(single, str) else f'{self.num_visualized_imgs + len(names):08d}.jpg')
+        views = []
+        for task in tasks:
+            only = [DetDataSample(metainfo=p.metainfo) for p in preds]
+            for view, pred in zip(only, preds):
+                if TASK_FIELDS[task] in pred:
+                    view.set_field(pred.get(TASK_FIELDS[task]), TASK_FIELDS[task])
+            views.append(self._draw(inputs, only, True, True, '', **kwargs))
+            self.num_visualized_imgs -= sum(not isinstance(i, str) for i in inputs)
+        self.num_visualized_imgs += sum(not isinstance(i, str) for i in inputs)
+        drawings = [np.concatenate(parts, axis=1) for parts in zip(*views)]
+        if img_out_dir and not no_save_vis:
+            for name, drawing in zip(names, drawings):
+                mmcv.imwrite(drawing[..., ::-1], osp.join(img_out_dir, 'vis', name))
+        return drawings if return_vis else None
+
+    def _draw(self, inputs, preds, return_vis, no_save_vis, img_out_dir, **kwargs):
+        """mmdet's drawing; an empty panoptic result (all VOID, which mmdet
+        cannot draw) leaves the image bare."""
         void = len(self.visualizer.dataset_meta['classes'])
         hidden = []
         for pred in preds:
@@ -76,7 +130,13 @@ class MaskCLIPInferencer(DetInferencer):
                 hidden.append((pred, pan))
                 del pred.pred_panoptic_seg
         try:
-            return super().visualize(inputs, preds, **kwargs)
+            return super().visualize(
+                inputs,
+                preds,
+                return_vis=return_vis,
+                no_save_vis=no_save_vis,
+                img_out_dir=img_out_dir,
+                **kwargs)
         finally:
             for pred, pan in hidden:
                 pred.pred_panoptic_seg = pan

@@ -58,25 +58,27 @@ def segment_video(inferencer,
     pred_dir = osp.join(out_dir, 'preds') if out_dir and not no_save_pred else None
     for folder in filter(None, (video_path and osp.dirname(video_path), pred_dir)):
         mmengine.mkdir_or_exist(folder)
-    writer = None
-    if video_path:
-        writer = cv2.VideoWriter(video_path, cv2.VideoWriter_fourcc(*'mp4v'), reader.fps or 25,
-                                 (reader.width, reader.height))
+    writer = None  # opened at the first drawing: side-by-side drawings are wider
     predictions, show_progress = [], inferencer.show_progress
     inferencer.show_progress = False
     progress = mmengine.ProgressBar(len(reader)) if show_progress else None
 
     def flush(frames: list) -> None:
+        nonlocal writer
         out = inferencer(
             frames,
             batch_size=batch_size,
-            return_vis=writer is not None,
+            return_vis=video_path is not None,
             no_save_vis=True,
             return_datasamples=True,
             **kwargs)
         for k, sample in enumerate(out['predictions']):
-            if writer is not None:
-                writer.write(mmcv.rgb2bgr(out['visualization'][k]))
+            if video_path is not None:
+                drawing = mmcv.rgb2bgr(out['visualization'][k])
+                if writer is None:
+                    writer = cv2.VideoWriter(video_path, cv2.VideoWriter_fourcc(*'mp4v'), reader.fps
+                                             or 25, drawing.shape[1::-1])
+                writer.write(drawing)
             result = sample
             if pred_dir or not return_datasamples:
                 result = export_prediction(sample, inferencer.model.dataset_meta['classes'],

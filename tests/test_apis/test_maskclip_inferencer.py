@@ -162,8 +162,8 @@ def test_ground_truth_proposer_is_refused_at_inference(tiny_config, tmp_path):
 
 
 @pytest.mark.parametrize('task', ['panoptic', 'semantic', 'instance'])
-def test_image_demo(tiny_config, tmp_path, task):
-    demo = load_script('tools/demo/image_demo.py')
+def test_demo_cli(tiny_config, tmp_path, task):
+    demo = load_script('tools/demo/demo.py')
     config, image = tiny_config
     assert demo.main([
         image, '--texts', 'rabbit', '--stuff-texts', 'sky', '--config', config, '--task', task,
@@ -174,8 +174,8 @@ def test_image_demo(tiny_config, tmp_path, task):
     assert demo.main([image, '--config', config]) == 2  # no vocabulary
 
 
-def test_image_demo_vocabulary_file_and_void_pixels(tiny_config, tmp_path, capsys):
-    demo = load_script('tools/demo/image_demo.py')
+def test_demo_cli_vocabulary_file_and_void_pixels(tiny_config, tmp_path, capsys):
+    demo = load_script('tools/demo/demo.py')
     config, image = tiny_config
     names = tmp_path / 'names.txt'
     names.write_text('rabbit\nsky: stuff\n')
@@ -266,3 +266,34 @@ def test_video_in_drawn_video_out(tiny_config, tmp_path):
         assert torch.equal(again[k].pred_sem_seg.sem_seg, alone[k].pred_sem_seg.sem_seg)
         assert torch.equal(again[k].pred_panoptic_seg.sem_seg, alone[k].pred_panoptic_seg.sem_seg)
     assert again[0].pred_sem_seg.sem_seg.shape[-2:] == (64, 80)
+
+
+def test_demo_cli_side_by_side_folder_video_and_masks(tiny_config, tmp_path, capsys):
+    import cv2
+    import mmcv
+    demo = load_script('tools/demo/demo.py')
+    config, image = tiny_config
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    for name in ('a.png', 'b.png'):
+        mmcv.imwrite(mmcv.imread(image), str(folder / name))
+    common = ['--texts', 'rabbit', '--stuff-texts', 'sky', '--config', config, '--device', 'cpu']
+    out = tmp_path / 'out'
+    assert demo.main([str(folder), '--task', 'all', '--save-masks', '--out-dir',
+                      str(out)] + common) == 0
+    for name in ('a', 'b'):
+        drawing = mmcv.imread(str(out / 'vis' / f'{name}.png'))
+        assert drawing.shape[:2] == (64, 3 * 80)  # panoptic | semantic | instance
+        assert (out / 'preds' / f'{name}.json').is_file()
+        assert (out / 'preds' / f'{name}_panoptic.png').is_file()
+    video = str(tmp_path / 'clip.mp4')
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*'mp4v'), 2, (80, 64))
+    for _ in range(3):
+        writer.write(mmcv.imread(image))
+    writer.release()
+    assert demo.main([video, '--task', 'all', '--batch-size', '2', '--out-dir',
+                      str(out)] + common) == 0
+    written = mmcv.VideoReader(str(out / 'vis' / 'clip.mp4'))
+    assert (written.frame_cnt, written.width, written.height) == (3, 3 * 80, 64)
+    assert 'segmented 3 image(s) for 2 classes' in capsys.readouterr().out
+    assert demo.main([str(tmp_path / 'missing.png')] + common) == 2

@@ -1,0 +1,190 @@
+# Copyright (c) mmmaskclip contributors. All rights reserved.
+"""Segment images, folders, videos or a webcam for any vocabulary and draw the
+results (class-agnostic proposals -> MaskCLIP -> panoptic / semantic / instance).
+
+Examples::
+
+    # training-free MaskCLIP w/o RMA (OpenAI CLIP + model-zoo Mask2Former)
+    python tools/demo/demo.py demo/scene.png --texts house tree --stuff-texts sky grass
+    # a preset vocabulary plus your names, all three results side by side
+    python tools/demo/demo.py photos/ --vocab ade20k --texts "toy rabbit" --task all
+    # a video, with the masks saved (COCO RLE / panoptic PNG / label PNG per frame)
+    python tools/demo/demo.py clip.mp4 --vocab coco --save-masks --batch-size 4
+    # a trained MaskCLIP
+    python tools/demo/demo.py IMG --texts rabbit --config CFG --weights CKPT
+    mim run mmmaskclip demo demo/scene.png --texts house --random-weights
+
+Drawings go to ``OUT_DIR/vis/`` (a video to ``OUT_DIR/vis/<name>.mp4``),
+saved masks to ``OUT_DIR/preds/``. ``--random-weights`` runs offline with
+random CLIP and proposer weights: the pipeline runs, the labels are
+meaningless.
+"""
+import argparse
+import logging
+import os.path as osp
+import sys
+import warnings
+
+from mmengine.config import Config, DictAction
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEFAULT_CONFIG = osp.join(REPO, 'configs', 'maskclip',
+                          'maskclip-wo-rma_vit-l-14-336_coco-panoptic-val.py')
+TASKS = ('panoptic', 'semantic', 'instance')
+#: Warnings of the libraries underneath that a normal run would print.
+QUIET = (
+    (UserWarning, r'.*pkg_resources is deprecated.*'),
+    (UserWarning, r'.*The "FileClient" will be deprecated.*'),
+    (UserWarning, r'.*"HardDiskBackend" is the alias.*'),
+    (UserWarning, r'.*get_instance.*should not accept any other arguments.*'),
+    (UserWarning, r'.*Failed to search registry with scope.*'),
+    (UserWarning, r'.*Failed to add .*LocalVisBackend.*'),
+    (UserWarning, r'.*torch.meshgrid: in an upcoming release.*'),
+    (FutureWarning, r'.*'),
+    (DeprecationWarning, r'.*'),
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument(
+        'inputs', help='an image, a folder of images, a video file, or a webcam index (0)')
+    parser.add_argument(
+        '--vocab',
+        nargs='*',
+        default=[],
+        help='vocabulary presets (coco, coco-stuff, ade20k, ade20k-full, pascal-context-59, '
+        'pascal-context-459, lvis) and/or files of names (one a line, "name: stuff" for '
+        'stuff; or JSON {"things": [...], "stuff": [...]})')
+    parser.add_argument(
+        '--texts', nargs='*', default=[], help='thing names (a comma inside joins synonyms)')
+    parser.add_argument(
+        '--stuff-texts', nargs='*', default=[], help='stuff names (one segment per class)')
+    parser.add_argument('--config', default=DEFAULT_CONFIG, help='MaskCLIP config')
+    parser.add_argument(
+        '--weights', default=None, help='MaskCLIP checkpoint (none for training-free configs)')
+    parser.add_argument(
+        '--task',
+        choices=TASKS + ('all', ),
+        default='panoptic',
+        help='what to draw; all: the three side by side')
+    parser.add_argument('--out-dir', default='outputs')
+    parser.add_argument('--device', default=None, help='e.g. cpu, cuda:0 (default: picks one)')
+    parser.add_argument('--batch-size', type=int, default=1, help='images or frames per pass')
+    parser.add_argument(
+        '--score-thr', type=float, default=0.3, help='instances scoring below are not drawn')
+    parser.add_argument(
+        '--save-masks',
+        action='store_true',
+        help='also write OUT_DIR/preds/<name>.json (RLE instances, panoptic segments), '
+        '<name>_panoptic.png and <name>_semantic.png')
+    parser.add_argument(
+        '--void-pixels',
+        action='store_true',
+        help='semantic: leave pixels unlabelled where the void class wins (small vocabularies)')
+    parser.add_argument(
+        '--random-weights',
+        action='store_true',
+        help='random CLIP and proposer weights: runs offline, predictions are meaningless')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    return parser.parse_args(argv)
+
+
+def quiet_libraries() -> None:
+    """Hide the known warnings of mmengine, mmdet, torch and setuptools."""
+    for category, message in QUIET:
+        warnings.filterwarnings('ignore', message=message, category=category)
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel('ERROR')
+    # open_clip's note on random weights (--random-weights says it already)
+    logging.getLogger().addFilter(lambda record: 'No pretrained weights' not in record.getMessage())
+
+
+def build_inferencer(args):
+    """The inferencer of ``args`` (config, weights, task, device)."""
+    from mmmaskclip.apis import MaskCLIPInferencer
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    if args.random_weights:
+        cfg.model.clip.pretrained = None
+        if 'checkpoint' in cfg.model.proposer:
+            cfg.model.proposer.checkpoint = None
+    post = cfg.model.setdefault('post_processor', dict(type='UniversalPostProcessor'))
+    if args.task != 'all':
+        post.update({f'{t}_on': t == args.task for t in TASKS})
+    if args.void_pixels:
+        post.update(semantic_void_label=255)
+    return MaskCLIPInferencer(cfg, weights=args.weights, device=args.device)
+
+
+def run_webcam(inferencer, index: int, vocabulary, tasks, args) -> int:
+    """Segment camera frames until the window gets 'q' or Esc."""
+    import cv2
+    camera = cv2.VideoCapture(index)
+    if not camera.isOpened():
+        print(f'error: could not open camera {index}', file=sys.stderr)
+        return 2
+    try:
+        while True:
+            ok, frame = camera.read()
+            if not ok:
+                break
+            out = inferencer(
+                frame,
+                texts=list(vocabulary.things),
+                stuff_texts=list(vocabulary.stuff),
+                tasks=tasks,
+                return_vis=True,
+                no_save_vis=True,
+                pred_score_thr=args.score_thr)
+            cv2.imshow('mmmaskclip', out['visualization'][0][..., ::-1])
+            if cv2.waitKey(1) & 0xFF in (ord('q'), 27):
+                break
+    finally:
+        camera.release()
+        cv2.destroyAllWindows()
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    quiet_libraries()
+    import mmmaskclip  # noqa: F401
+    from mmmaskclip.apis import build_vocabulary
+    from mmmaskclip.models import CLIPWeightsNotFoundError
+    from mmmaskclip.models.proposers import ProposerWeightsNotFoundError
+    try:
+        vocabulary = build_vocabulary(args.vocab, args.texts, args.stuff_texts)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f'error: {err} (use --vocab, --texts and/or --stuff-texts)', file=sys.stderr)
+        return 2
+    if not args.inputs.isdigit() and not osp.exists(args.inputs):
+        print(f'error: {args.inputs} does not exist', file=sys.stderr)
+        return 2
+    try:
+        inferencer = build_inferencer(args)
+    except (CLIPWeightsNotFoundError, ProposerWeightsNotFoundError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    tasks = TASKS if args.task == 'all' else None
+    if args.inputs.isdigit():
+        return run_webcam(inferencer, int(args.inputs), vocabulary, tasks, args)
+    out = inferencer(
+        args.inputs,
+        texts=list(vocabulary.things),
+        stuff_texts=list(vocabulary.stuff),
+        tasks=tasks,
+        batch_size=args.batch_size,
+        out_dir=args.out_dir,
+        no_save_pred=not args.save_masks,
+        pred_score_thr=args.score_thr,
+        return_datasamples=not args.save_masks)
+    where = out.get('video') or osp.join(args.out_dir, 'vis')
+    saved = f", masks in {osp.join(args.out_dir, 'preds')}" if args.save_masks else ''
+    print(f"segmented {len(out['predictions'])} image(s) for {len(vocabulary.names)} classes; "
+          f'drawings in {where}{saved}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
