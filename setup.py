@@ -86,7 +86,11 @@ if __name__ == '__main__':
         package_data={'mmmaskclip': ['.mim/**/*', '.mim/*', 'datasets/class_lists/*']},
         python_requires='>=3.8',
         install_requires=parse_requirements('runtime'),
-        extras_require=dict(tests=parse_requirements('tests'), mim=parse_requirements('mminstall')),
+        extras_require=dict(
+            tests=parse_requirements('tests'),
+            optional=parse_requirements('optional'),
+            demo=parse_requirements('demo'),
+            mim=parse_requirements('mminstall')),
         classifiers=[
             'Programming Language :: Python :: 3',
             'Topic :: Scientific/Engineering :: Artificial Intelligence',

@@ -156,3 +156,47 @@ def exact_classification(model, wrong=None):
         return proposals, regions, exact
 
     model.encode = oracle
+
+
+def tiny_inference_config(tmp, permissive: bool = False) -> tuple:
+    """Write a tiny MaskCLIP for inference into ``tmp`` (a ``pathlib.Path``):
+    random CLIP, a random class-agnostic Mask2Former (the shipped proposer
+    recipe, shrunk), one 64x80 synthetic COCO image.
+
+    Args:
+        tmp (Path): the folder.
+        permissive (bool): no void class and no panoptic thresholds, so that
+            a random model's proposals all count.
+
+    Returns:
+        tuple[str, str]: the config file and the image file.
+    """
+    import os
+    import os.path as osp
+
+    from conftest import REPO, make_tiny_clip
+    from synthetic_coco import write_coco_panoptic
+    data = write_coco_panoptic(str(tmp / 'coco'), num_images=1, image_size=(64, 80))
+    clip_path = str(tmp / 'clip.pt')
+    torch.save(make_tiny_clip().state_dict(), clip_path)
+    detector = Config.fromfile(
+        osp.join(REPO, 'configs', 'proposals',
+                 'mask2former_r50_8xb2-lsj-50e_coco-panoptic_class-agnostic.py')).model
+    shrink_mask2former(detector)
+    cfg = tiny_maskclip_cfg(
+        str(tmp / 'work'),
+        data,
+        clip_path,
+        max_iters=1,
+        proposer=dict(type='DetectorProposer', detector=detector),
+        evaluate=True)
+    cfg.test_dataloader.dataset.pipeline.insert(
+        1, dict(type='Resize', scale=(96, 96), keep_ratio=True))
+    cfg.visualizer = dict(type='DetLocalVisualizer', name='visualizer')
+    if permissive:
+        cfg.model.void_class = None
+        cfg.model.post_processor = dict(
+            type='UniversalPostProcessor', object_mask_thr=0.0, overlap_thr=0.0)
+    path = str(tmp / 'tiny_maskclip.py')
+    cfg.dump(path)
+    return path, osp.join(data['img_dir'], sorted(os.listdir(data['img_dir']))[0])

@@ -62,7 +62,8 @@ fi
 mmcv_ok || { echo "mmcv.ops failed to import after a rebuild:"; "$py" -c 'import mmcv.ops'; exit 1; }
 
 log "OpenMMLab, open_clip and evaluation packages"
-pip install -q -r "$repo/requirements/runtime.txt" -r "$repo/requirements/tests.txt"
+pip install -q -r "$repo/requirements/runtime.txt" -r "$repo/requirements/tests.txt" \
+  -r "$repo/requirements/optional.txt" -r "$repo/requirements/demo.txt"
 
 log "mmmaskclip (editable)"
 pip install -q --no-build-isolation --no-deps -e "$repo"

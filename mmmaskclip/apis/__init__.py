@@ -1,5 +1,6 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 from .export import export_prediction, instances_to_list, panoptic_to_coco, semantic_map
+from .inference_pipeline import inference_config
 from .mask_classification import (MaskClassification, classify_masks, init_mask_classifier,
                                   load_image, load_masks)
 from .maskclip_inferencer import MaskCLIPInferencer
@@ -13,5 +14,5 @@ __all__ = [
     'init_mask_classifier', 'load_image', 'load_masks', 'dump_proposals', 'proposer_cfg_of',
     'split_dataset_cfg', 'PRESETS', 'ClassVocabulary', 'build_vocabulary', 'per_image_vocabularies',
     'read_vocabulary_file', 'export_prediction', 'instances_to_list', 'panoptic_to_coco',
-    'semantic_map'
+    'semantic_map', 'inference_config'
 ]

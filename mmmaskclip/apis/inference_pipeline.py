@@ -1,7 +1,7 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """The test pipeline of a config, for images that come without annotations."""
 import copy
-from typing import List
+from typing import List, Optional, Sequence
 
 from mmengine.config import Config
 
@@ -33,3 +33,34 @@ def inference_pipeline(cfg: Config, loader: str = 'mmdet.InferencerLoader') -> L
     keys = tuple(pack.get('meta_keys', DEFAULT_META_KEYS))
     pack['meta_keys'] = keys + tuple(k for k in VOCABULARY_KEYS if k not in keys)
     return pipeline
+
+
+def inference_config(config: str,
+                     cfg_options: Optional[dict] = None,
+                     random_weights: bool = False,
+                     tasks: Sequence[str] = ('panoptic', 'semantic', 'instance'),
+                     semantic_void_label: Optional[int] = None) -> Config:
+    """A MaskCLIP config as the demos run it.
+
+    Args:
+        config (str): the config file.
+        cfg_options (dict, optional): overrides (``--cfg-options``).
+        random_weights (bool): drop the pretrained CLIP and proposer weights:
+            runs offline, the labels are meaningless.
+        tasks (Sequence[str]): the post-processor's outputs to switch on.
+        semantic_void_label (int, optional): see ``UniversalPostProcessor``.
+
+    Returns:
+        Config: the config.
+    """
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(cfg_options or {})
+    if random_weights:
+        cfg.model.clip.pretrained = None
+        if 'checkpoint' in cfg.model.proposer:
+            cfg.model.proposer.checkpoint = None
+    post = cfg.model.setdefault('post_processor', dict(type='UniversalPostProcessor'))
+    post.update({f'{t}_on': t in tasks for t in ('panoptic', 'semantic', 'instance')})
+    if semantic_void_label is not None:
+        post.update(semantic_void_label=semantic_void_label)
+    return cfg

@@ -8,6 +8,7 @@ from typing import Optional, Sequence, Union
 import mmcv
 import mmengine
 import numpy as np
+import torch
 from mmdet.apis import DetInferencer
 from mmdet.structures import DetDataSample
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
@@ -17,6 +18,13 @@ from .inference_pipeline import inference_pipeline
 from .video import is_video, segment_video
 from .vocabularies import per_image_vocabularies
 
+#: ``dtype`` option -> the autocast dtype (None: float32, no autocast).
+AUTOCAST_DTYPES = {
+    None: None,
+    'float32': None,
+    'float16': torch.float16,
+    'bfloat16': torch.bfloat16
+}
 #: Task -> the prediction field that holds it.
 TASK_FIELDS = dict(panoptic='pred_panoptic_seg', semantic='pred_sem_seg', instance='pred_instances')
 
@@ -40,6 +48,9 @@ class MaskCLIPInferencer(DetInferencer):
         device (str, optional): e.g. ``'cuda:0'``; picks one if None.
         palette (str): visualiser palette. Default ``'random'``.
         show_progress (bool): progress bar over the inputs. Default True.
+        dtype (str, optional): ``'float16'`` or ``'bfloat16'`` runs the model
+            under ``torch.autocast`` (mixed precision); None (or
+            ``'float32'``) runs in float32.
     """
 
     def __init__(self,
@@ -47,8 +58,12 @@ class MaskCLIPInferencer(DetInferencer):
                  weights: Optional[str] = None,
                  device: Optional[str] = None,
                  palette: str = 'random',
-                 show_progress: bool = True) -> None:
+                 show_progress: bool = True,
+                 dtype: Optional[str] = None) -> None:
         import mmmaskclip  # noqa: F401  (registers the modules)
+        if dtype not in AUTOCAST_DTYPES:
+            raise ValueError(f'dtype must be one of {list(AUTOCAST_DTYPES)}, got {dtype!r}.')
+        self.dtype = AUTOCAST_DTYPES[dtype]
         super().__init__(
             model=model,
             weights=weights,
@@ -56,6 +71,15 @@ class MaskCLIPInferencer(DetInferencer):
             scope='mmdet',
             palette=palette,
             show_progress=show_progress)
+
+    def forward(self, inputs, **kwargs):
+        """The model's ``test_step``, under ``torch.autocast`` to ``dtype``
+        when one is set (the weights stay float32)."""
+        if self.dtype is None:
+            return super().forward(inputs, **kwargs)
+        device_type = next(self.model.parameters()).device.type
+        with torch.autocast(device_type, dtype=self.dtype):
+            return super().forward(inputs, **kwargs)
 
     def _load_weights_to_model(self, model, checkpoint: Optional[dict], cfg) -> None:
         """Load a MaskCLIP checkpoint (CLIP and the proposer come with the

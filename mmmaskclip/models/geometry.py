@@ -20,7 +20,7 @@ from torch import Tensor
 from .utils import PAD_MASK_LOGIT, resize_mask_logits
 
 
-def _shape2(shape: Sequence[int]) -> Tuple[int, int]:
+def shape2(shape: Sequence[int]) -> Tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
@@ -38,8 +38,8 @@ def _check_geometry(meta: dict) -> None:
     ``scale_factor`` in the metainfo nothing can be checked."""
     if meta.get('scale_factor') is None:
         return
-    ori_h, ori_w = _shape2(meta['ori_shape'])
-    img_h, img_w = _shape2(meta['img_shape'])
+    ori_h, ori_w = shape2(meta['ori_shape'])
+    img_h, img_w = shape2(meta['img_shape'])
     sw, sh = (float(s) for s in meta['scale_factor'][:2])
     if abs(img_h - ori_h * sh) > 1 or abs(img_w - ori_w * sw) > 1:
         raise ValueError(
@@ -55,7 +55,7 @@ def to_batch_geometry(logits: Tensor, meta: dict, batch_size: Tuple[int, int]) -
     :data:`PAD_MASK_LOGIT`.
     """
     _check_geometry(meta)
-    img_h, img_w = _shape2(meta['img_shape'])
+    img_h, img_w = shape2(meta['img_shape'])
     logits = resize_mask_logits(logits, (img_h, img_w))
     if meta.get('flip', False):
         logits = flip_logits(logits, meta.get('flip_direction', 'horizontal'))
@@ -79,8 +79,8 @@ def to_original_geometry(logits: Tensor,
     to bound memory.
     """
     _check_geometry(meta)
-    batch_h, batch_w = _shape2(batch_size)
-    img_h, img_w = _shape2(meta['img_shape'])
+    batch_h, batch_w = shape2(batch_size)
+    img_h, img_w = shape2(meta['img_shape'])
     out = []
     for chunk in logits.split(chunk_size):
         chunk = resize_mask_logits(chunk.float(), (batch_h, batch_w))[:, :img_h, :img_w]
@@ -88,7 +88,7 @@ def to_original_geometry(logits: Tensor,
             chunk = flip_logits(chunk, meta.get('flip_direction', 'horizontal'))
         out.append(resize_mask_logits(chunk, out_size))
     if not out:
-        return logits.new_zeros(0, *_shape2(out_size), dtype=torch.float32)
+        return logits.new_zeros(0, *shape2(out_size), dtype=torch.float32)
     return torch.cat(out)
 
 
@@ -101,14 +101,14 @@ def encoder_size(batch_size: Sequence[int],
     ``input_size`` when given (the batch is squashed to it), else the batch
     rounded up to a multiple of the patch size (the batch is padded).
     """
-    ph, pw = _shape2(patch_size)
+    ph, pw = shape2(patch_size)
     if input_size is not None:
-        height, width = _shape2(input_size)
+        height, width = shape2(input_size)
         if height % ph or width % pw:
             raise ValueError(f'encoder_input_size {(height, width)} is not a multiple of the '
                              f'patch size {(ph, pw)}.')
         return height, width
-    batch_h, batch_w = _shape2(batch_size)
+    batch_h, batch_w = shape2(batch_size)
     return math.ceil(batch_h / ph) * ph, math.ceil(batch_w / pw) * pw
 
 
@@ -122,7 +122,7 @@ def resize_images(images: Tensor,
     range, as in the authors' torchvision ``Resize`` on tensors, which had no
     antialiasing then: ``antialias=False`` reproduces it).
     """
-    size = _shape2(size)
+    size = shape2(size)
     if tuple(images.shape[-2:]) == size:
         return images
     align = None if mode in ('nearest', 'area') else False
@@ -174,7 +174,7 @@ def masks_to_encoder(mask_logits: Tensor,
         patch multiple, so the padding of the image is outside every mask.
     """
     size = encoder_size(batch_size, patch_size, input_size)
-    inner = size if input_size is not None else _shape2(batch_size)
+    inner = size if input_size is not None else shape2(batch_size)
     mask_logits = resize_mask_logits(mask_logits, inner, antialias)
     pad_h, pad_w = size[0] - inner[0], size[1] - inner[1]
     if pad_h or pad_w:
@@ -192,7 +192,7 @@ def masks_from_encoder(mask_logits: Tensor,
     :func:`to_original_geometry` resize them lazily)."""
     if input_size is not None:
         return mask_logits
-    batch_h, batch_w = _shape2(batch_size)
+    batch_h, batch_w = shape2(batch_size)
     return mask_logits[..., :batch_h, :batch_w]
 
 
@@ -231,7 +231,7 @@ def point_sample_resized(masks: Tensor, coords: Tensor, size: Sequence[int]) -> 
     Returns:
         Tensor: ``(N, 1, P)`` sampled values.
     """
-    out_h, out_w = _shape2(size)
+    out_h, out_w = shape2(size)
     in_h, in_w = masks.shape[-2:]
     coords = coords.to(masks.dtype if masks.is_floating_point() else torch.float32)
     yi, yw = _bilinear_taps(coords[..., 1] * out_h - 0.5, out_h, in_h)  # N P 4

@@ -5,39 +5,19 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import load_script, make_tiny_clip
+from conftest import load_script
 from mmengine.config import Config
-from synthetic_coco import write_coco_panoptic
-from tiny_maskclip import shrink_mask2former, tiny_maskclip_cfg
+from tiny_maskclip import tiny_inference_config
 
 from mmmaskclip.apis import MaskCLIPInferencer
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-M2F = 'configs/proposals/mask2former_r50_8xb2-lsj-50e_coco-panoptic_class-agnostic.py'
 
 
 @pytest.fixture(scope='module')
 def tiny_config(tmp_path_factory):
     """A tiny MaskCLIP (random CLIP, random class-agnostic Mask2Former)."""
-    tmp = tmp_path_factory.mktemp('inferencer')
-    data = write_coco_panoptic(str(tmp / 'coco'), num_images=1, image_size=(64, 80))
-    clip_path = str(tmp / 'clip.pt')
-    torch.save(make_tiny_clip().state_dict(), clip_path)
-    detector = Config.fromfile(osp.join(REPO, M2F)).model
-    shrink_mask2former(detector)
-    cfg = tiny_maskclip_cfg(
-        str(tmp / 'work'),
-        data,
-        clip_path,
-        max_iters=1,
-        proposer=dict(type='DetectorProposer', detector=detector),
-        evaluate=True)
-    cfg.test_dataloader.dataset.pipeline.insert(
-        1, dict(type='Resize', scale=(96, 96), keep_ratio=True))
-    cfg.visualizer = dict(type='DetLocalVisualizer', name='visualizer')
-    path = str(tmp / 'tiny_maskclip.py')
-    cfg.dump(path)
-    return path, osp.join(data['img_dir'], sorted(__import__('os').listdir(data['img_dir']))[0])
+    return tiny_inference_config(tmp_path_factory.mktemp('inferencer'))
 
 
 def test_inferencer_segments_and_draws(tiny_config, tmp_path):
@@ -297,3 +277,21 @@ def test_demo_cli_side_by_side_folder_video_and_masks(tiny_config, tmp_path, cap
     assert (written.frame_cnt, written.width, written.height) == (3, 3 * 80, 64)
     assert 'segmented 3 image(s) for 2 classes' in capsys.readouterr().out
     assert demo.main([str(tmp_path / 'missing.png')] + common) == 2
+
+
+def test_dtype_runs_the_model_under_autocast(tiny_config):
+    config, image = tiny_config
+    with pytest.raises(ValueError, match='dtype must be one of'):
+        MaskCLIPInferencer(config, device='cpu', dtype='int8')
+    inferencer = MaskCLIPInferencer(config, device='cpu', show_progress=False, dtype='bfloat16')
+    seen = []
+    linear = next(m for m in inferencer.model.modules() if isinstance(m, torch.nn.Linear))
+    handle = linear.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    try:
+        sample = inferencer(
+            image, texts=['rabbit'], stuff_texts=['sky'], return_datasamples=True)['predictions'][0]
+    finally:
+        handle.remove()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert linear.weight.dtype == torch.float32
+    assert sample.pred_sem_seg.sem_seg.shape[-2:] == (64, 80)

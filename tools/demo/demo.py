@@ -25,7 +25,7 @@ import os.path as osp
 import sys
 import warnings
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', 'maskclip',
@@ -72,6 +72,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default=None, help='e.g. cpu, cuda:0 (default: picks one)')
     parser.add_argument('--batch-size', type=int, default=1, help='images or frames per pass')
     parser.add_argument(
+        '--dtype',
+        choices=('float32', 'float16', 'bfloat16'),
+        default='float32',
+        help='mixed precision (torch.autocast) for the model')
+    parser.add_argument(
         '--score-thr', type=float, default=0.3, help='instances scoring below are not drawn')
     parser.add_argument(
         '--save-masks',
@@ -102,19 +107,11 @@ def quiet_libraries() -> None:
 
 def build_inferencer(args):
     """The inferencer of ``args`` (config, weights, task, device)."""
-    from mmmaskclip.apis import MaskCLIPInferencer
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
-    if args.random_weights:
-        cfg.model.clip.pretrained = None
-        if 'checkpoint' in cfg.model.proposer:
-            cfg.model.proposer.checkpoint = None
-    post = cfg.model.setdefault('post_processor', dict(type='UniversalPostProcessor'))
-    if args.task != 'all':
-        post.update({f'{t}_on': t == args.task for t in TASKS})
-    if args.void_pixels:
-        post.update(semantic_void_label=255)
-    return MaskCLIPInferencer(cfg, weights=args.weights, device=args.device)
+    from mmmaskclip.apis import MaskCLIPInferencer, inference_config
+    cfg = inference_config(args.config, args.cfg_options, args.random_weights,
+                           TASKS if args.task == 'all' else (args.task, ),
+                           255 if args.void_pixels else None)
+    return MaskCLIPInferencer(cfg, weights=args.weights, device=args.device, dtype=args.dtype)
 
 
 def run_webcam(inferencer, index: int, vocabulary, tasks, args) -> int:

@@ -18,7 +18,7 @@ from mmdet.utils import OptMultiConfig
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from ..geometry import _shape2
+from ..geometry import shape2
 from ..utils import Vocabulary
 from .base_proposer import BaseProposer, MaskProposals
 
@@ -228,10 +228,10 @@ class PrecomputedProposer(BaseProposer):
             logit_range = float(data['logit_range'])
             objectness = torch.from_numpy(data['objectness']).float() \
                 if 'objectness' in data.files else None
-        if stored_ori != _shape2(metainfo['ori_shape']):
+        if stored_ori != shape2(metainfo['ori_shape']):
             raise ValueError(
                 f'Proposals {path} are for an image of size {stored_ori}, but '
-                f"{metainfo.get('img_path')} has ori_shape {_shape2(metainfo['ori_shape'])}: "
+                f"{metainfo.get('img_path')} has ori_shape {shape2(metainfo['ori_shape'])}: "
                 'the directory belongs to another dataset (or its keys collide).')
         if self.max_proposals is not None and len(codes) > self.max_proposals:
             keep = torch.arange(self.max_proposals) if objectness is None else \
