@@ -295,3 +295,30 @@ def test_dtype_runs_the_model_under_autocast(tiny_config):
     assert seen and set(seen) == {torch.bfloat16}
     assert linear.weight.dtype == torch.float32
     assert sample.pred_sem_seg.sem_seg.shape[-2:] == (64, 80)
+
+
+def test_demo_cli_prints_no_library_warnings(tiny_config, tmp_path):
+    """A normal run prints the progress bar and one line, no warnings."""
+    import subprocess
+    import sys
+    config, image = tiny_config
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(REPO, 'tools', 'demo', 'demo.py'), image, '--texts', 'rabbit', '--stuff-texts',
+        'sky', '--config', config, '--device', 'cpu', '--out-dir',
+        str(tmp_path), '--task', 'all'
+    ],
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    output = proc.stdout + proc.stderr
+    assert 'warn' not in output.lower(), output
+    assert 'segmented 1 image(s) for 2 classes' in proc.stdout
+
+
+def test_demo_cli_webcam_that_does_not_open(tiny_config, capsys):
+    demo = load_script('tools/demo/demo.py')
+    config, _ = tiny_config
+    assert demo.main(['97', '--texts', 'rabbit', '--config', config, '--device', 'cpu']) == 2
+    assert 'could not open camera 97' in capsys.readouterr().err

@@ -40,6 +40,7 @@ QUIET = (
     (UserWarning, r'.*Failed to search registry with scope.*'),
     (UserWarning, r'.*Failed to add .*LocalVisBackend.*'),
     (UserWarning, r'.*torch.meshgrid: in an upcoming release.*'),
+    (UserWarning, r'.*is out of bounds, the drawn .* may not be in the image.*'),
     (FutureWarning, r'.*'),
     (DeprecationWarning, r'.*'),
 )
