@@ -1,5 +1,6 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """MaskCLIPTextEncoder against open_clip's own ``encode_text`` (tiny CLIP)."""
+import copy
 import math
 import os.path as osp
 
@@ -48,16 +49,13 @@ def hand_embedding(model, tokenizer, synonyms, templates):
     return F.normalize(torch.stack(per_synonym).mean(0), dim=-1)
 
 
-def count_calls(monkeypatch, encoder):
-    """Record the batch size of every ``encode_text`` call of ``encoder``."""
+def count_calls(encoder):
+    """Record the batch size of every pass of ``encoder``'s text tower (its
+    final LayerNorm runs once a pass, trimmed or not)."""
     calls = []
-    original = encoder.clip.encode_text
-
-    def encode_text(tokens, *args, **kwargs):
-        calls.append(tokens.shape[0])
-        return original(tokens, *args, **kwargs)
-
-    monkeypatch.setattr(encoder.clip, 'encode_text', encode_text)
+    # the encoder is the test's own: the hook goes with it
+    encoder.clip.ln_final.register_forward_hook(
+        lambda module, args, out: calls.append(args[0].shape[0]))
     return calls
 
 
@@ -93,7 +91,7 @@ def test_vild_ensemble_and_batching(clip_model, tokenizer, monkeypatch):
     names = ['cat', 'dining table, table']
     encoder = MaskCLIPTextEncoder(clip_model, templates='vild', batch_size=5)
     assert list(encoder.templates) == VILD
-    calls = count_calls(monkeypatch, encoder)
+    calls = count_calls(encoder)
     out = encoder(names)
     # 3 synonyms x 14 templates = 42 prompts, in chunks of 5
     assert calls == [5] * 8 + [2]
@@ -109,7 +107,7 @@ def test_vild_ensemble_and_batching(clip_model, tokenizer, monkeypatch):
 
 def test_shared_synonyms_are_encoded_once(clip_model, tokenizer, monkeypatch):
     encoder = MaskCLIPTextEncoder(clip_model, templates=VILD[:2])
-    calls = count_calls(monkeypatch, encoder)
+    calls = count_calls(encoder)
     out = encoder(['cat', 'cat, kitty', 'cat'])
     assert calls == [2 * 2]  # 'cat' and 'kitty', two templates each
     torch.testing.assert_close(out[0], out[2])
@@ -137,7 +135,7 @@ def test_imagenet_templates_encode(clip_model, tokenizer):
 
 def test_cache_hit_and_miss(clip_model, monkeypatch):
     encoder = MaskCLIPTextEncoder(clip_model)
-    calls = count_calls(monkeypatch, encoder)
+    calls = count_calls(encoder)
     first = encoder(['cat', 'dog'])
     assert len(calls) == 1
     second = encoder(['cat', 'dog'])
@@ -156,7 +154,7 @@ def test_cache_hit_and_miss(clip_model, monkeypatch):
 
 def test_cache_lru_eviction(clip_model, monkeypatch):
     encoder = MaskCLIPTextEncoder(clip_model, cache_size=2)
-    calls = count_calls(monkeypatch, encoder)
+    calls = count_calls(encoder)
     for vocab, misses in [(['a'], 1), (['b'], 2), (['a'], 2), (['c'], 3), (['a'], 3), (['b'], 4),
                           (['c'], 5)]:
         encoder(vocab)
@@ -165,7 +163,7 @@ def test_cache_lru_eviction(clip_model, monkeypatch):
 
 def test_cache_disabled(clip_model, monkeypatch):
     encoder = MaskCLIPTextEncoder(clip_model, cache_size=0)
-    calls = count_calls(monkeypatch, encoder)
+    calls = count_calls(encoder)
     encoder(['cat'])
     encoder(['cat'])
     assert len(calls) == 2
@@ -173,7 +171,7 @@ def test_cache_disabled(clip_model, monkeypatch):
 
 def test_cache_invalidated_by_dtype(clip_model, monkeypatch):
     encoder = MaskCLIPTextEncoder(clip_model)
-    calls = count_calls(monkeypatch, encoder)
+    calls = count_calls(encoder)
     fp32 = encoder(['cat', 'dog'])
     encoder.to(torch.float64)
     fp64 = encoder(['cat', 'dog'])
@@ -367,3 +365,31 @@ def test_names_verbatim(clip_model, tokenizer):
     torch.testing.assert_close(encoder(names), reference(clip_model, tokenizer, names))
     split = MaskCLIPTextEncoder(clip=clip_model)(names)
     assert not torch.allclose(split[0], encoder(names)[0])
+
+
+def test_trimmed_padding_equals_open_clip_at_full_length(clip_model, tokenizer):
+    """Cutting the padding after the longest text changes no embedding (causal
+    mask, pooling at the end of text) and runs fewer positions."""
+    from mmmaskclip.models.text.text_encoder import can_trim_padding, encode_text_trimmed
+    prompts = ['cat', 'a photo of a small toy rabbit on a red sofa.', '']
+    tokens = tokenizer(prompts)
+    assert can_trim_padding(clip_model, tokenizer)
+    lengths = []
+    handle = clip_model.ln_final.register_forward_hook(
+        lambda module, args, out: lengths.append(args[0].shape[1]))
+    try:
+        with torch.no_grad():
+            full = clip_model.encode_text(tokens)
+            trimmed = encode_text_trimmed(clip_model, tokens)
+    finally:
+        handle.remove()
+    assert lengths == [tokens.shape[1], int((tokens[1] != 0).sum())]
+    torch.testing.assert_close(trimmed, full, rtol=1e-5, atol=1e-5)
+    encoder = MaskCLIPTextEncoder(clip=clip_model)
+    assert encoder.trim_padding
+    torch.testing.assert_close(
+        encoder(prompts[:2]), reference(clip_model, tokenizer, prompts[:2]), rtol=1e-5, atol=1e-5)
+    # a pooling rule that reads the last position: no trimming
+    last = copy.copy(clip_model)
+    last.text_pool_type = 'last'
+    assert not can_trim_padding(last, tokenizer)

@@ -43,6 +43,55 @@ def text_only_clip(model: nn.Module, inplace: bool = False) -> nn.Module:
     return model
 
 
+#: Pooling rules that read no token after the end of text: with a causal
+#: mask, cutting the padding changes no pooled feature.
+TRIM_SAFE_POOLING = ('argmax', 'eos', 'first')
+
+
+def can_trim_padding(clip: nn.Module, tokenizer) -> bool:
+    """Whether :func:`encode_text_trimmed` equals ``clip.encode_text``: an
+    open_clip ``CLIP`` text tower with a causal mask, a pooling rule of
+    :data:`TRIM_SAFE_POOLING` and open_clip's tokenizer (padding 0)."""
+    import open_clip
+    mask = getattr(clip, 'attn_mask', None)
+    if not isinstance(clip, open_clip.CLIP) or not isinstance(mask, Tensor) or \
+            not isinstance(tokenizer, open_clip.SimpleTokenizer):
+        return False
+    causal = torch.full_like(mask, float('-inf')).triu(1)
+    return torch.equal(mask, causal) and clip.text_pool_type in TRIM_SAFE_POOLING
+
+
+def encode_text_trimmed(clip: nn.Module, tokens: Tensor) -> Tensor:
+    """``clip.encode_text(tokens)`` on the tokens up to the longest text.
+
+    CLIP's text transformer is causal, so the padding after the last end of
+    text never reaches a pooled token: running ``L`` positions instead of the
+    context length (77) gives the same features for ``(L / 77)`` of the work.
+    Only for towers where :func:`can_trim_padding` holds.
+
+    Args:
+        clip (nn.Module): an open_clip ``CLIP``.
+        tokens (Tensor): ``(N, context_length)`` token ids, 0 for padding.
+
+    Returns:
+        Tensor: ``(N, E)`` unnormalised text features.
+    """
+    used = (tokens != 0).any(dim=0).nonzero()
+    length = int(used.max()) + 1 if len(used) else 1
+    tokens = tokens[:, :length]
+    cast_dtype = clip.transformer.get_cast_dtype()
+    x = clip.token_embedding(tokens).to(cast_dtype) + clip.positional_embedding[:length].to(
+        cast_dtype)
+    x = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask[:length, :length]))
+    from open_clip.transformer import text_global_pool
+    x = text_global_pool(x, tokens, clip.text_pool_type, getattr(clip, 'text_eos_id', None))
+    if clip.text_projection is None:
+        return x
+    if isinstance(clip.text_projection, nn.Linear):
+        return clip.text_projection(x)
+    return x @ clip.text_projection
+
+
 @MODELS.register_module()
 class MaskCLIPTextEncoder(BaseModule):
     """Frozen CLIP text encoder producing one embedding per class name.
@@ -112,6 +161,7 @@ class MaskCLIPTextEncoder(BaseModule):
         self.tokenizer = clip_tokenizer(model, tokenizer)
         self.split_names = split_synonyms
         self.clip = freeze(model)
+        self.trim_padding = can_trim_padding(self.clip, self.tokenizer)
         self._cache: 'OrderedDict[Tuple[str, ...], Tensor]' = OrderedDict()
         self._cache_key: Optional[Tuple[torch.device, torch.dtype]] = None
         self._embed_dim = self._encode_prompts(['']).shape[-1]
@@ -190,8 +240,9 @@ class MaskCLIPTextEncoder(BaseModule):
         # context of the caller: compute in the tower's own dtype.
         with torch.no_grad(), torch.autocast(device.type, enabled=False):
             for start in range(0, len(prompts), self.batch_size):
-                tokens = self.tokenizer(prompts[start:start + self.batch_size])
-                feats = self.clip.encode_text(tokens.to(device))
+                tokens = self.tokenizer(prompts[start:start + self.batch_size]).to(device)
+                feats = encode_text_trimmed(self.clip, tokens) if self.trim_padding else \
+                    self.clip.encode_text(tokens)
                 embeds.append(F.normalize(feats.float(), dim=-1))
         return torch.cat(embeds)
 
