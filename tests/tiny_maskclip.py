@@ -3,6 +3,8 @@
 
 Not a test module: shared by the training and tools tests.
 """
+import copy
+
 import torch
 from conftest import tiny_clip_cfg
 from mmengine.config import Config
@@ -10,6 +12,17 @@ from mmengine.config import Config
 META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
              'flip_direction', 'text', 'stuff_text')
 RMA = dict(type='RelativeMaskAttention', style='paper', chunk_size=4)
+
+#: MaskCLIP's data preprocessor (RGB 0-255, padded to 32, masks and maps padded).
+PREPROCESSOR = dict(
+    type='DetDataPreprocessor',
+    mean=None,
+    std=None,
+    bgr_to_rgb=True,
+    pad_size_divisor=32,
+    pad_mask=True,
+    pad_seg=True,
+    seg_pad_value=255)
 
 
 def panoptic_dataset(data: dict, test: bool = False) -> dict:
@@ -42,15 +55,7 @@ def tiny_maskclip_cfg(work_dir: str,
     """A Runner config training/testing a tiny MaskCLIP (3-block CLIP)."""
     model = dict(
         type='MaskCLIP',
-        data_preprocessor=dict(
-            type='DetDataPreprocessor',
-            mean=None,
-            std=None,
-            bgr_to_rgb=True,
-            pad_size_divisor=32,
-            pad_mask=True,
-            pad_seg=True,
-            seg_pad_value=255),
+        data_preprocessor=copy.deepcopy(PREPROCESSOR),
         clip=dict(model_cfg=tiny_clip_cfg(), pretrained=clip_path),
         # dilated, blurred ground truth: refinement has something to learn
         proposer=proposer

@@ -24,7 +24,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 from synthetic_coco import write_coco_panoptic
-from tiny_maskclip import panoptic_dataset, tiny_maskclip_cfg
+from tiny_maskclip import PREPROCESSOR, panoptic_dataset, tiny_maskclip_cfg
 
 import mmmaskclip  # noqa: F401
 import mmmaskclip.models.geometry as geometry
@@ -36,15 +36,6 @@ from mmmaskclip.models.proposers.precomputed import PrecomputedProposer
 from mmmaskclip.models.utils import PAD_MASK_LOGIT, Vocabulary, gt_segments
 
 SIZE = (53, 70)  # odd height
-PREPROCESSOR = dict(
-    type='DetDataPreprocessor',
-    mean=None,
-    std=None,
-    bgr_to_rgb=True,
-    pad_size_divisor=32,
-    pad_mask=True,
-    pad_seg=True,
-    seg_pad_value=255)
 # GT logits +-SCALE/2 = +-4.03125 lie on a quantiser level of L=8
 # (-8 + (192 + 0.5) / 16): they survive the dump exactly.
 SCALE = 8.0625
