@@ -38,6 +38,16 @@ def make_tiny_clip(seed: int = 0, **kwargs):
     return model
 
 
+@pytest.fixture(scope='session', autouse=True)
+def text_embedding_cache_dir(tmp_path_factory):
+    """The text encoders' disk cache in a temporary folder for the whole session
+    (``$MMMASKCLIP_CACHE_DIR``): the suite never writes to the user's home."""
+    with pytest.MonkeyPatch.context() as patch:
+        root = tmp_path_factory.mktemp('mmmaskclip_cache')
+        patch.setenv('MMMASKCLIP_CACHE_DIR', str(root))
+        yield root
+
+
 @pytest.fixture(scope='session')
 def tiny_clip():
     """Patch-16, 64-pixel tiny CLIP shared by the test session (do not mutate)."""

@@ -7,6 +7,8 @@ Examples::
     python tools/test.py CONFIG CHECKPOINT --out results.pkl
     python tools/test.py CONFIG CHECKPOINT --show-dir vis   # draw predictions
     python tools/test.py CONFIG CHECKPOINT --tta  # config's tta_model/pipeline
+    python tools/test.py CONFIG CHECKPOINT --amp  # bfloat16 autocast
+    python tools/test.py CONFIG CHECKPOINT --amp-dtype float16
     mim test mmmaskclip CONFIG --checkpoint CHECKPOINT
     torchrun --nproc_per_node=8 tools/test.py CONFIG CHECKPOINT \
         --launcher pytorch
@@ -22,7 +24,10 @@ from mmengine.config import Config, ConfigDict
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 from tool_common import (ToolError, add_common_args, build_runner, load_cfg, merge_common_args,
-                         prepare)
+                         prepare, use_autocast_loop)
+
+#: ``--amp-dtype`` choices, the recommended one first.
+AMP_DTYPES = ('bfloat16', 'float16')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -63,6 +68,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='test-time augmentation with the config\'s tta_model and '
         'tta_pipeline')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed-precision inference: the test loop runs the model under torch.autocast '
+        '(bfloat16 unless --amp-dtype says otherwise); weights and metrics stay float32')
+    parser.add_argument(
+        '--amp-dtype',
+        choices=AMP_DTYPES,
+        default=None,
+        help='the autocast dtype of --amp (implies --amp): bfloat16 (default; GPUs from '
+        'Ampere on, and CPUs) or float16 (older GPUs)')
     parser.add_argument(
         '--no-progress',
         action='store_true',
@@ -123,6 +139,9 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         dataset_cfg = _innermost_dataset(cfg.test_dataloader.dataset)
         dataset_cfg.pipeline = cfg.tta_pipeline
+
+    if args.amp or args.amp_dtype:
+        use_autocast_loop(cfg, 'test_cfg', args.amp_dtype or AMP_DTYPES[0])
     return cfg
 
 
@@ -159,11 +178,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = prepare(args, __file__, files, merge_args)
     if isinstance(cfg, int):
         return cfg
+    from mmmaskclip.engine import UnsupportedAutocastError
     runner = build_runner(cfg)
     if args.out is not None:
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    runner.test()
+    try:
+        runner.test()
+    except UnsupportedAutocastError as err:  # raised before the first batch
+        print(f'{os.path.basename(__file__)}: error: {err} (see --amp-dtype)', file=sys.stderr)
+        return 2
     return 0
 
 

@@ -50,6 +50,40 @@ def merge_common_args(cfg: Config, args: argparse.Namespace) -> None:
         cfg.work_dir = osp.join('./work_dirs', stem)
 
 
+#: mmengine's loops -> mmmaskclip's loops that run the model under autocast
+#: (``mmmaskclip.engine.loops``).
+AUTOCAST_LOOPS = {'TestLoop': 'AutocastTestLoop', 'ValLoop': 'AutocastValLoop'}
+
+
+def use_autocast_loop(cfg: Config, key: str, dtype: str) -> None:
+    """Make the loop ``cfg[key]`` (``'test_cfg'`` or ``'val_cfg'``) run the
+    model under ``torch.autocast`` to ``dtype``, in place.
+
+    mmengine's ``TestLoop``/``ValLoop`` (the default when ``cfg[key]`` has no
+    ``type``) become mmmaskclip's ``AutocastTestLoop``/``AutocastValLoop``,
+    their other options kept (``fp16`` dropped); an autocast loop gets the
+    new ``dtype``.
+
+    Args:
+        cfg (Config): the config.
+        key (str): ``'test_cfg'`` or ``'val_cfg'``.
+        dtype (str): ``'bfloat16'`` or ``'float16'``.
+
+    Raises:
+        ToolError: if ``cfg[key]`` is another kind of loop.
+    """
+    default = 'TestLoop' if key == 'test_cfg' else 'ValLoop'
+    loop = cfg.get(key, None) or {}
+    kind = loop.get('type', default)
+    name = kind.split('.')[-1] if isinstance(kind, str) else getattr(kind, '__name__', kind)
+    if name in AUTOCAST_LOOPS:
+        name = AUTOCAST_LOOPS[name]
+    elif name not in AUTOCAST_LOOPS.values():
+        raise ToolError(f'--amp runs {default} under autocast, but {key} is a {name}; '
+                        f'use {default} or {AUTOCAST_LOOPS[default]}')
+    cfg[key] = dict({k: v for k, v in loop.items() if k != 'fp16'}, type=name, dtype=dtype)
+
+
 def load_cfg(args: argparse.Namespace, merge_args: Callable[[Config, argparse.Namespace],
                                                             Config]) -> Config:
     """Load ``args.config`` and apply the command line with ``merge_args``.

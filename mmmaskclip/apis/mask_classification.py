@@ -1,5 +1,6 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """Python API: classify given masks of an image with any vocabulary."""
+import contextlib
 import os.path as osp
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
@@ -125,9 +126,11 @@ def load_masks(masks: Union[str, np.ndarray, torch.Tensor]) -> np.ndarray:
 
 
 @torch.no_grad()
-def classify_masks(model: torch.nn.Module, image: ImageType, masks: Union[str, np.ndarray,
-                                                                          torch.Tensor],
-                   class_names: Sequence[str]) -> MaskClassification:
+def classify_masks(model: torch.nn.Module,
+                   image: ImageType,
+                   masks: Union[str, np.ndarray, torch.Tensor],
+                   class_names: Sequence[str],
+                   dtype: Optional[str] = None) -> MaskClassification:
     """Classify the masks of one image against ``class_names``.
 
     The image goes through the model's own test pipeline and data
@@ -140,22 +143,40 @@ def classify_masks(model: torch.nn.Module, image: ImageType, masks: Union[str, n
             whole image (any resolution; bool, 0/1 or logits) or a file, see
             :func:`load_masks`.
         class_names (Sequence[str]): the vocabulary; commas join synonyms.
+        dtype (str, optional): ``'bfloat16'`` or ``'float16'`` runs the model
+            under ``torch.autocast`` (mixed precision, the weights stay
+            float32); None (or ``'float32'``) runs in float32.
 
     Returns:
         MaskClassification: per-mask probabilities, labels and scores, and
-        the final masks (refined where RMA is on).
+        the final masks (refined where RMA is on), all float32.
+
+    Raises:
+        ValueError: for an unknown ``dtype``; ``UnsupportedAutocastError``
+            (a ``ValueError``) if torch cannot autocast to it on the model's
+            device.
     """
     from mmengine.dataset import Compose, pseudo_collate
     from mmengine.structures import InstanceData
+
+    from mmmaskclip.engine import check_autocast, model_device_type
+    from mmmaskclip.engine.loops import autocast_dtype as parse_dtype
     if isinstance(class_names, str):
         raise TypeError('class_names must be a list of names, not one string.')
+    autocast_dtype = parse_dtype(dtype)
+    device_type = model_device_type(model)
+    if autocast_dtype is not None:
+        check_autocast(device_type, autocast_dtype)
     rgb = load_image(image)
     binary = load_masks(masks)
     pipeline = Compose(inference_pipeline(model.cfg))
     data = pipeline(
         dict(img=np.ascontiguousarray(rgb[..., ::-1]), img_id=0, text=list(class_names)))
     data['data_samples'].proposals = InstanceData(masks=torch.from_numpy(binary))
-    pred = model.test_step(pseudo_collate([data]))[0].pred_proposals
+    autocast = contextlib.nullcontext() if autocast_dtype is None else torch.autocast(
+        device_type, dtype=autocast_dtype)
+    with autocast:
+        pred = model.test_step(pseudo_collate([data]))[0].pred_proposals
     probs = pred.probs.float().cpu().numpy()
     labels = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
     scores = probs[np.arange(len(probs)), labels] if len(probs) else np.zeros(0)

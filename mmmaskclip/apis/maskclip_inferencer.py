@@ -13,18 +13,12 @@ from mmdet.apis import DetInferencer
 from mmdet.structures import DetDataSample
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
+from ..engine.loops import autocast_dtype, check_autocast, model_device_type
 from .export import export_prediction
 from .inference_pipeline import inference_pipeline
 from .video import is_video, segment_video
 from .vocabularies import per_image_vocabularies
 
-#: ``dtype`` option -> the autocast dtype (None: float32, no autocast).
-AUTOCAST_DTYPES = {
-    None: None,
-    'float32': None,
-    'float16': torch.float16,
-    'bfloat16': torch.bfloat16
-}
 #: Task -> the prediction field that holds it.
 TASK_FIELDS = dict(panoptic='pred_panoptic_seg', semantic='pred_sem_seg', instance='pred_instances')
 
@@ -61,9 +55,7 @@ class MaskCLIPInferencer(DetInferencer):
                  show_progress: bool = True,
                  dtype: Optional[str] = None) -> None:
         import mmmaskclip  # noqa: F401  (registers the modules)
-        if dtype not in AUTOCAST_DTYPES:
-            raise ValueError(f'dtype must be one of {list(AUTOCAST_DTYPES)}, got {dtype!r}.')
-        self.dtype = AUTOCAST_DTYPES[dtype]
+        self.dtype = autocast_dtype(dtype)
         super().__init__(
             model=model,
             weights=weights,
@@ -71,14 +63,15 @@ class MaskCLIPInferencer(DetInferencer):
             scope='mmdet',
             palette=palette,
             show_progress=show_progress)
+        if self.dtype is not None:  # refuse before the first image, not silently fp32
+            check_autocast(model_device_type(self.model), self.dtype)
 
     def forward(self, inputs, **kwargs):
         """The model's ``test_step``, under ``torch.autocast`` to ``dtype``
         when one is set (the weights stay float32)."""
         if self.dtype is None:
             return super().forward(inputs, **kwargs)
-        device_type = next(self.model.parameters()).device.type
-        with torch.autocast(device_type, dtype=self.dtype):
+        with torch.autocast(model_device_type(self.model), dtype=self.dtype):
             return super().forward(inputs, **kwargs)
 
     def _load_weights_to_model(self, model, checkpoint: Optional[dict], cfg) -> None:

@@ -117,7 +117,8 @@ def test_same_probabilities_as_maskclip_on_a_dataset(tiny_clip, tmp_path):
     sample['data_samples'].proposals = InstanceData(masks=torch.from_numpy(masks))
     pred = model.test_step(pseudo_collate([sample]))[0].pred_proposals
     result = classify_masks(model, image, masks, VOCAB)
-    np.testing.assert_array_equal(result.probs, pred.probs.numpy())
+    # to float rounding: GEMMs over CLIP + mask tokens may block rows differently
+    np.testing.assert_allclose(result.probs, pred.probs.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_load_masks_formats(tmp_path):

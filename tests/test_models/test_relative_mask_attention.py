@@ -182,6 +182,33 @@ def test_encoder_with_rma_layers(style, tiny_clip):
             assert not p_fast.requires_grad and p_fast.grad is None, name
 
 
+@pytest.mark.parametrize('style', ['paper', 'official'])
+def test_encoder_inference_path_equals_training_path(style, tiny_clip):
+    """Without autograd the encoder fuses the CLIP and mask-token streams and
+    the RMA layers write their chunks in place (chunk sizes from the memory
+    budget): the same region embeddings and refined masks as with autograd."""
+    rma = dict(type='RelativeMaskAttention', style=style, chunk_memory=0.01)
+    torch.manual_seed(0)
+    enc = MaskCLIPVisualEncoder(clip=tiny_clip, mask_attention_overrides={0: rma, 2: rma})
+    enc.init_weights()
+    with torch.no_grad():  # every RMA parameter non-trivial
+        for p in enc.mask_attention.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    enc.eval()
+    assert enc.mask_attention[0].masks_per_chunk(16, 4) < 7  # several chunks
+    images = torch.randn(2, 3, 64, 64)
+    masks = F.interpolate(torch.randn(2, 7, 8, 8), size=(64, 64))
+    train_path = enc(images, masks)
+    with torch.no_grad():
+        infer_path = enc(images, masks)
+    torch.testing.assert_close(
+        infer_path.region_embeds, train_path.region_embeds, atol=ATOL, rtol=0)
+    assert len(infer_path.mask_logits) == len(train_path.mask_logits) == 2
+    for a, b in zip(infer_path.mask_logits, train_path.mask_logits):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    assert (train_path.mask_logits[-1] - masks).abs().max() > 1e-2  # refinement ran
+
+
 class CountingRMA(RelativeMaskAttention):
     """Counts the chunk forwards (recomputations in the backward included)."""
 

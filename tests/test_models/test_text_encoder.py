@@ -22,6 +22,13 @@ VILD = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def empty_disk_cache(tmp_path, monkeypatch):
+    """Each test starts with an empty disk cache of its own: tower passes
+    counted here are not served by another test's files."""
+    monkeypatch.setenv('MMMASKCLIP_CACHE_DIR', str(tmp_path / 'cache'))
+
+
 @pytest.fixture(scope='module')
 def clip_model():
     """This module's own tiny CLIP (encoders must leave it untouched)."""
@@ -134,7 +141,7 @@ def test_imagenet_templates_encode(clip_model, tokenizer):
 
 
 def test_cache_hit_and_miss(clip_model, monkeypatch):
-    encoder = MaskCLIPTextEncoder(clip_model)
+    encoder = MaskCLIPTextEncoder(clip_model, cache_dir=False)
     calls = count_calls(encoder)
     first = encoder(['cat', 'dog'])
     assert len(calls) == 1
@@ -153,7 +160,7 @@ def test_cache_hit_and_miss(clip_model, monkeypatch):
 
 
 def test_cache_lru_eviction(clip_model, monkeypatch):
-    encoder = MaskCLIPTextEncoder(clip_model, cache_size=2)
+    encoder = MaskCLIPTextEncoder(clip_model, cache_size=2, cache_dir=False)
     calls = count_calls(encoder)
     for vocab, misses in [(['a'], 1), (['b'], 2), (['a'], 2), (['c'], 3), (['a'], 3), (['b'], 4),
                           (['c'], 5)]:
@@ -162,7 +169,7 @@ def test_cache_lru_eviction(clip_model, monkeypatch):
 
 
 def test_cache_disabled(clip_model, monkeypatch):
-    encoder = MaskCLIPTextEncoder(clip_model, cache_size=0)
+    encoder = MaskCLIPTextEncoder(clip_model, cache_size=0, cache_dir=False)
     calls = count_calls(encoder)
     encoder(['cat'])
     encoder(['cat'])
@@ -170,7 +177,7 @@ def test_cache_disabled(clip_model, monkeypatch):
 
 
 def test_cache_invalidated_by_dtype(clip_model, monkeypatch):
-    encoder = MaskCLIPTextEncoder(clip_model)
+    encoder = MaskCLIPTextEncoder(clip_model, cache_dir=False)
     calls = count_calls(encoder)
     fp32 = encoder(['cat', 'dog'])
     encoder.to(torch.float64)
@@ -393,3 +400,85 @@ def test_trimmed_padding_equals_open_clip_at_full_length(clip_model, tokenizer):
     last = copy.copy(clip_model)
     last.text_pool_type = 'last'
     assert not can_trim_padding(last, tokenizer)
+
+
+def positions_by_hand(tokenizer, prompts, batch_size, sort):
+    """Sequence length of each tower pass, from the tokens (independent of
+    the encoder's helpers): longest first when sorting, stable for ties."""
+    lengths = [int((row != 0).sum()) for row in tokenizer(list(prompts))]
+    order = list(range(len(prompts)))
+    if sort:
+        order.sort(key=lambda i: -lengths[i])
+    return [
+        max(lengths[i] for i in order[start:start + batch_size])
+        for start in range(0, len(order), batch_size)
+    ]
+
+
+NAMES = [
+    'cat', 'a very long name of a small red toy rabbit on a sofa', 'dog', 'traffic light', 'sky',
+    'the blue house next to the old tree by the river bank', 'person', 'wall', 'bed'
+]
+
+
+def test_sorted_batches_same_embeddings_in_order(clip_model, tokenizer):
+    """Sorting prompts by length before batching changes no embedding, gives
+    them back in the caller's order, and runs fewer padded positions."""
+    encoders = {
+        sort: MaskCLIPTextEncoder(clip_model, batch_size=3, cache_dir=False, sort_by_length=sort)
+        for sort in (True, False)
+    }
+    lengths = {}
+    outputs = {}
+    for sort, encoder in encoders.items():
+        lengths[sort] = []
+        encoder.clip.ln_final.register_forward_hook(
+            lambda module, args, out, seen=lengths[sort]: seen.append(args[0].shape[1]))
+        outputs[sort] = encoder(NAMES)
+    torch.testing.assert_close(outputs[True], outputs[False], atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        outputs[True], reference(clip_model, tokenizer, NAMES), atol=1e-6, rtol=0)
+    for sort in (True, False):
+        assert lengths[sort] == positions_by_hand(tokenizer, NAMES, 3, sort)
+    # the two long names share a batch: the other passes are short
+    assert sum(lengths[True]) < sum(lengths[False])
+    assert sorted(lengths[True], reverse=True) == lengths[True]
+
+
+def test_sorted_batches_with_templates_and_synonyms(clip_model, tokenizer):
+    names = ['wall, brick wall', NAMES[1], 'sky', 'cat, kitty']
+    out = MaskCLIPTextEncoder(clip_model, templates=VILD[:3], batch_size=4, cache_dir=False)(names)
+    expected = torch.stack([
+        hand_embedding(clip_model, tokenizer, ['wall', 'brick wall'], VILD[:3]),
+        hand_embedding(clip_model, tokenizer, [NAMES[1]], VILD[:3]),
+        hand_embedding(clip_model, tokenizer, ['sky'], VILD[:3]),
+        hand_embedding(clip_model, tokenizer, ['cat', 'kitty'], VILD[:3])
+    ])
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
+def test_untrimmable_towers_are_not_sorted(clip_model, tokenizer):
+    """Without trimming (a pooling rule that reads the last position), sorting
+    would only reorder: the prompts run in their order, at full length."""
+    encoder = MaskCLIPTextEncoder(clip_model, batch_size=2, cache_dir=False)
+    encoder.trim_padding = False
+    shapes = []
+    encoder.clip.ln_final.register_forward_hook(
+        lambda module, args, out: shapes.append(tuple(args[0].shape[:2])))
+    out = encoder(NAMES[:3])
+    assert shapes == [(2, 77), (1, 77)]
+    torch.testing.assert_close(out, reference(clip_model, tokenizer, NAMES[:3]), atol=1e-6, rtol=0)
+
+
+def test_encoder_shows_progress_for_many_batches(clip_model, monkeypatch):
+    import mmengine.logging
+    messages = []
+    monkeypatch.setattr(
+        mmengine.logging, 'print_log', lambda msg, logger=None, level=None: messages.append(msg))
+    encoder = MaskCLIPTextEncoder(clip_model, batch_size=4, cache_dir=False)
+    encoder(NAMES)  # 9 prompts: 3 batches (stderr is no terminal under pytest)
+    assert messages[0] == 'Encoding 9 prompts in 3 batches...'
+    messages.clear()
+    MaskCLIPTextEncoder(clip_model, batch_size=4, cache_dir=False, progress=False)(NAMES)
+    encoder(NAMES[:4])  # one batch
+    assert messages == []

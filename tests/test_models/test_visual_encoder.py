@@ -101,7 +101,10 @@ def reference_full_sequence(clip, images, masks):
 
 
 @pytest.mark.parametrize('clip_name', ['tiny_clip', 'tiny_clip_p14'])
-def test_matches_eq1_reference(clip_name, request):
+@pytest.mark.parametrize('grad', [True, False])
+def test_matches_eq1_reference(clip_name, grad, request):
+    """With autograd (CLIP and mask tokens in separate streams) and without
+    (inference: one fused stream), the encoder equals Eq. 1 written out."""
     clip = request.getfixturevalue(clip_name)
     size = clip.visual.image_size
     torch.manual_seed(0)
@@ -111,7 +114,8 @@ def test_matches_eq1_reference(clip_name, request):
     masks[:, 0] = -1  # empty mask: attends the class token only
     masks[:, 1] = -1
     masks[:, 1, :3, :3] = 0.0  # a logit of exactly 0 counts as covered
-    out = encoder(clip)(images, masks)
+    with torch.set_grad_enabled(grad):
+        out = encoder(clip)(images, masks)
     ref = reference_full_sequence(clip, images, masks)
     torch.testing.assert_close(out.region_embeds, ref, atol=ATOL, rtol=0)
     # the masks do change the result (the test can fail)

@@ -49,7 +49,13 @@ def parse_args(argv=None):
     parser.add_argument('--width', type=int, default=1024)
     parser.add_argument('--heads', type=int, default=16)
     parser.add_argument('--style', default='official', choices=['paper', 'official'])
-    parser.add_argument('--chunk-size', type=int, default=8)
+    parser.add_argument(
+        '--chunk-size',
+        type=lambda text: None if text in ('None', 'auto') else int(text),
+        default=None,
+        help='mask tokens per chunk (default: auto, from --chunk-memory)')
+    parser.add_argument(
+        '--chunk-memory', type=float, default=16.0, help='MiB per chunk when --chunk-size is auto')
     parser.add_argument(
         '--mode',
         default='inference',
@@ -161,6 +167,7 @@ def run_child(args) -> dict:
                 style=args.style,
                 impl=args.child.split('-')[1],
                 chunk_size=args.chunk_size,
+                chunk_memory=args.chunk_memory,
                 with_cp=args.mode == 'training')
         }
     enc = MaskCLIPVisualEncoder(clip=clip, mask_attention_overrides=overrides).to(device)
@@ -191,7 +198,8 @@ def main(argv=None):
     variants = args.variants or (LOSS_VARIANTS if args.mode == 'loss' else VARIANTS)
     for variant in variants:
         cmd = [sys.executable, os.path.abspath(__file__), '--child', variant]
-        for key in ('num_masks', 'size', 'width', 'heads', 'style', 'chunk_size', 'mode', 'device'):
+        for key in ('num_masks', 'size', 'width', 'heads', 'style', 'chunk_size', 'chunk_memory',
+                    'mode', 'device'):
             cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         results[variant] = json.loads(out.strip().splitlines()[-1])
@@ -205,9 +213,10 @@ def main(argv=None):
                   f"  total loss {res['loss']:.6f}{ratio}")
         return
     grid = args.size // 14
+    chunk = args.chunk_size or f'auto ({args.chunk_memory:g} MiB)'
     print(f'one block, width {args.width}, {args.heads} heads, {args.size}px '
           f'({grid}x{grid} patches), M={args.num_masks}, style={args.style}, '
-          f'chunk={args.chunk_size}, mode={args.mode}, device={args.device}')
+          f'chunk={chunk}, mode={args.mode}, device={args.device}')
     print('  (refined masks: the RMA output, as large as the input masks; working = '
           'peak - refined masks)')
     ref = results.get('plain')

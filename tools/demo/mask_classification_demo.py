@@ -5,6 +5,9 @@ Example::
 
     python tools/demo/mask_classification_demo.py demo/scene.png demo/scene_masks.png \
         --vocab sky grass sun house roof tree --out outputs/scene_labelled.png
+    # mixed precision on a GPU
+    python tools/demo/mask_classification_demo.py IMG MASKS --vocab cat dog \
+        --device cuda:0 --dtype bfloat16
 
 Masks come from a label-map PNG (every non-zero value is one mask), a
 COCO-panoptic PNG, or a ``.npy``/``.npz`` of ``(M, H, W)`` masks.
@@ -45,6 +48,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--out', default='outputs/mask_classification.png', help='where to write the picture')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--dtype',
+        choices=('float32', 'float16', 'bfloat16'),
+        default='float32',
+        help='mixed precision (torch.autocast) for the model; bfloat16 on recent GPUs and CPUs')
     parser.add_argument('--score-thr', type=float, default=0.0)
     parser.add_argument(
         '--cfg-options',
@@ -59,6 +67,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from mmmaskclip.apis import (classify_masks, draw_mask_classification, init_mask_classifier,
                                  load_image, load_masks)
+    from mmmaskclip.engine import UnsupportedAutocastError
     from mmmaskclip.models import CLIPWeightsNotFoundError
     options = dict(args.cfg_options)
     if args.clip_weights:
@@ -72,7 +81,11 @@ def main(argv=None) -> int:
         return 2
     image = load_image(args.image)
     masks = load_masks(args.masks)
-    result = classify_masks(model, image, masks, args.vocab)
+    try:
+        result = classify_masks(model, image, masks, args.vocab, dtype=args.dtype)
+    except UnsupportedAutocastError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
     width = max(len(n) for n in args.vocab)
     for i, (name, score) in enumerate(zip(result.names(), result.scores)):
         print(f'mask {i:3d}: {name:<{width}}  {score:.3f}')

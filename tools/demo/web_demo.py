@@ -12,7 +12,7 @@ Examples::
     python tools/demo/web_demo.py            # then open http://127.0.0.1:7860
     # a trained MaskCLIP on a GPU, reachable from the network
     python tools/demo/web_demo.py --config CFG --weights CKPT --device cuda:0 \
-        --host 0.0.0.0 --port 8080
+        --host 0.0.0.0 --port 8080 --dtype bfloat16
     # offline: random CLIP and proposer weights (the labels are meaningless)
     python tools/demo/web_demo.py --random-weights --device cpu
 """
@@ -200,6 +200,11 @@ def parse_args(argv=None):
         '--weights', default=None, help='MaskCLIP checkpoint (none for training-free configs)')
     parser.add_argument('--device', default=None, help='e.g. cpu or cuda:0 (default: picked)')
     parser.add_argument(
+        '--dtype',
+        choices=('float32', 'float16', 'bfloat16'),
+        default='float32',
+        help='mixed precision (torch.autocast) for the model; bfloat16 on recent GPUs and CPUs')
+    parser.add_argument(
         '--random-weights',
         action='store_true',
         help='random CLIP and proposer weights: runs offline, predictions are meaningless')
@@ -217,6 +222,7 @@ def main(argv=None) -> int:
     """
     args = parse_args(argv)
     from mmmaskclip.apis import MaskCLIPInferencer, inference_config
+    from mmmaskclip.engine import UnsupportedAutocastError, check_autocast, model_device_type
     from mmmaskclip.models import CLIPWeightsNotFoundError
     from mmmaskclip.models.proposers import ProposerWeightsNotFoundError
 
@@ -224,8 +230,11 @@ def main(argv=None) -> int:
     cfg = inference_config(args.config, args.cfg_options, args.random_weights, TASKS)
     try:
         inferencer = MaskCLIPInferencer(
-            cfg, weights=args.weights, device=args.device, show_progress=False)
-    except (CLIPWeightsNotFoundError, ProposerWeightsNotFoundError) as err:
+            cfg, weights=args.weights, device=args.device, show_progress=False, dtype=args.dtype)
+        if inferencer.dtype is not None:
+            check_autocast(model_device_type(inferencer.model), inferencer.dtype)
+    except (CLIPWeightsNotFoundError, ProposerWeightsNotFoundError,
+            UnsupportedAutocastError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     demo = build_demo(inferencer)

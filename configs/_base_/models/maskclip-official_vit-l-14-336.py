@@ -6,7 +6,7 @@
 # each difference and the option that selects it).
 _base_ = ['./maskclip_vit-l-14-336.py']
 
-rma = dict(type='RelativeMaskAttention', style='official', impl='fast', chunk_size=8)
+rma = dict(type='RelativeMaskAttention', style='official', impl='fast', chunk_memory=16)
 model = dict(
     # their class-agnostic Mask2Former R-50, converted (its class head is
     # unused: every score comes from CLIP)

@@ -14,7 +14,7 @@ mask2former_checkpoint = ('https://download.openmmlab.com/mmdetection/v3.0/mask2
                           'mask2former_r50_8xb2-lsj-50e_coco-panoptic/'
                           'mask2former_r50_8xb2-lsj-50e_coco-panoptic_20230118_125535-54df384a.pth')
 # Relative Mask Attention in layers 6, 12, 18, 24 (1-based; Table 9 best).
-rma = dict(type='RelativeMaskAttention', style='paper', impl='fast', chunk_size=8)
+rma = dict(type='RelativeMaskAttention', style='paper', impl='fast', chunk_memory=16)
 
 model = dict(
     type='MaskCLIP',

@@ -153,5 +153,7 @@ class CLIPBaselineEncoder(BaseModule):
             for start in range(0, index.numel(), self.chunk_size):
                 chunk = index[start:start + self.chunk_size]
                 crops = self.masked_images(images[b], binary[b, chunk])
-                region_embeds[b, chunk] = F.normalize(self.clip_visual(crops), dim=-1)
+                # under autocast CLIP returns half precision: normalise in float32
+                embeds = F.normalize(self.clip_visual(crops).float(), dim=-1)
+                region_embeds[b, chunk] = embeds.to(region_embeds.dtype)
         return RegionEncoderOutput(region_embeds=region_embeds, image_embeds=None, valid=valid)

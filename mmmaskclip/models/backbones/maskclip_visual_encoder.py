@@ -12,7 +12,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from ..clip_loader import ClipConfig, build_clip_model, freeze
-from ..layers import MaskTokenBlockInputs, mask_patch_coverage
+from ..layers import MaskTokenBlockInputs, mask_patch_coverage, mask_token_attention_bias
 from ..utils import prepare_mask_logits
 from .encoder_output import RegionEncoderOutput
 
@@ -189,38 +189,37 @@ class MaskCLIPVisualEncoder(BaseModule):
             mask_logits, (height, width), valid, batch_size=images.shape[0])
         masks = masks.to(images.dtype)
         grid = (height // ph, width // pw)
-        coverage = mask_patch_coverage(masks, self.patch_size)
         with torch.no_grad():
             x_clip = self.embed(images)
+        state = _MaskState(masks, self.patch_size)
+        # inference: CLIP and mask tokens share every row-wise op (one larger
+        # GEMM each); with autograd the CLIP stream runs without a graph.
+        fused = not torch.is_grad_enabled()
+        num_clip = x_clip.shape[1]
         x_mask = x_clip[:, :1].expand(-1, masks.shape[1], -1)
+        if fused:
+            x_clip = torch.cat([x_clip, x_mask], dim=1)
         refined: List[Tensor] = []
         blocks = self.clip_visual.transformer.resblocks
         for index, (block, layer) in enumerate(zip(blocks, self.mask_attention)):
-            in_w, in_b = block.attn.in_proj_weight, block.attn.in_proj_bias
-            with torch.no_grad():
-                y_clip = block.ln_1(x_clip)
-                q, k, v = (
-                    _split_heads(t, self.num_heads)
-                    for t in F.linear(y_clip, in_w, in_b).chunk(3, dim=-1))
-                x_clip = self._mlp_residual(block, x_clip, F.scaled_dot_product_attention(q, k, v))
-            dim = x_mask.shape[-1]
-            q_mask = F.linear(block.ln_1(x_mask), in_w[:dim], None if in_b is None else in_b[:dim])
-            inputs = MaskTokenBlockInputs(
-                q_mask=_split_heads(q_mask, self.num_heads),
-                k=k,
-                v=v,
-                clip_tokens_normed=y_clip,
-                mask_logits=masks,
-                coverage=coverage,
-                grid_size=grid,
-                patch_size=self.patch_size,
-                block_index=index)
-            attn_out, new_masks = layer(inputs)
-            x_mask = self._mlp_residual(block, x_mask, attn_out)
-            if new_masks is not None:
-                masks = new_masks
-                refined.append(new_masks)
-                coverage = mask_patch_coverage(masks, self.patch_size)
+            if fused:
+                y = block.ln_1(x_clip)
+                clip_out, mask_out = self._attend(block, layer, y[:, :num_clip], y[:, num_clip:],
+                                                  state, grid, index)
+                x_clip = self._mlp_residual(block, x_clip, torch.cat([clip_out, mask_out], 2))
+            else:
+                with torch.no_grad():
+                    y_clip = block.ln_1(x_clip)
+                clip_out, mask_out = self._attend(block, layer, y_clip, block.ln_1(x_mask), state,
+                                                  grid, index)
+                with torch.no_grad():
+                    x_clip = self._mlp_residual(block, x_clip, clip_out)
+                x_mask = self._mlp_residual(block, x_mask, mask_out)
+            if state.refined:
+                refined.append(state.masks)
+                state.refined = False
+        if fused:
+            x_clip, x_mask = x_clip[:, :num_clip], x_clip[:, num_clip:]
         with torch.no_grad():
             image_embeds = self.project(x_clip[:, 0])
         region_embeds = self.project(x_mask) * valid[..., None].to(x_mask.dtype)
@@ -230,3 +229,59 @@ class MaskCLIPVisualEncoder(BaseModule):
             valid=valid,
             clip_tokens=x_clip,
             mask_logits=refined)
+
+    def _attend(self, block: nn.Module, layer: nn.Module, y_clip: Tensor, y_mask: Tensor,
+                state: '_MaskState', grid: Tuple[int, int], index: int) -> Tuple[Tensor, Tensor]:
+        """Self-attention of the CLIP tokens and mask-token attention of one
+        block, from their ``ln_1`` outputs ``(B, L, W)`` and ``(B, M, W)``.
+
+        Returns:
+            tuple[Tensor, Tensor]: ``(B, h, L, d)`` and ``(B, h, M, d)``; the
+            masks in ``state`` are replaced if the layer refines them.
+        """
+        in_w, in_b = block.attn.in_proj_weight, block.attn.in_proj_bias
+        with torch.no_grad():
+            q, k, v = (
+                _split_heads(t, self.num_heads)
+                for t in F.linear(y_clip, in_w, in_b).chunk(3, dim=-1))
+            clip_out = F.scaled_dot_product_attention(q, k, v)
+        dim = y_mask.shape[-1]
+        q_mask = F.linear(y_mask, in_w[:dim], None if in_b is None else in_b[:dim])
+        inputs = MaskTokenBlockInputs(
+            q_mask=_split_heads(q_mask, self.num_heads),
+            k=k,
+            v=v,
+            clip_tokens_normed=y_clip,
+            mask_logits=state.masks,
+            coverage=state.coverage,
+            grid_size=grid,
+            patch_size=self.patch_size,
+            block_index=index,
+            attention_bias=state.attention_bias(q_mask.dtype))
+        mask_out, new_masks = layer(inputs)
+        if new_masks is not None:
+            state.update(new_masks)
+        return clip_out, mask_out
+
+
+class _MaskState:
+    """The current mask logits of the encoder and what derives from them
+    (patch coverage, attention bias), recomputed only when they change."""
+
+    def __init__(self, masks: Tensor, patch_size: Tuple[int, int]) -> None:
+        self.patch_size = patch_size
+        self.refined = False
+        self.update(masks)
+        self.refined = False
+
+    def update(self, masks: Tensor) -> None:
+        """New (refined) mask logits ``(B, M, H, W)``."""
+        self.masks, self.refined = masks, True
+        self.coverage = mask_patch_coverage(masks, self.patch_size)
+        self._bias = None
+
+    def attention_bias(self, dtype: torch.dtype) -> Tensor:
+        """The additive attention mask of the mask tokens ``(B, 1, M, L)``."""
+        if self._bias is None or self._bias.dtype != dtype:
+            self._bias = mask_token_attention_bias(self.coverage, dtype)
+        return self._bias

@@ -191,8 +191,11 @@ class MaskCLIP(BaseDetector):
             batch_inputs = fill_padding(batch_inputs, batch_data_samples, self.image_pad_value)
         images = self.clip_images(batch_inputs)
         regions = self.visual_encoder(images, masks, proposals.valid)
-        text = self.text_encoder(vocabulary.text).to(regions.region_embeds)
-        return proposals, regions, self.logit_scale * regions.region_embeds @ text.t()
+        region = regions.region_embeds.float()
+        text = self.text_encoder(vocabulary.text).to(region)
+        # cosines x 100 in float32 also under autocast (bf16 would err by ~0.5)
+        with torch.autocast(region.device.type, enabled=False):
+            return proposals, regions, self.logit_scale * region @ text.t()
 
     def batch_masks(self, proposals: MaskProposals, regions: RegionEncoderOutput,
                     size: Tuple[int, int]) -> List[Tensor]:

@@ -57,3 +57,22 @@ def mask_token_attention_mask(coverage: Tensor, num_prefix_tokens: int = 1) -> T
     """
     prefix = coverage.new_ones(*coverage.shape[:2], num_prefix_tokens)
     return torch.cat([prefix, coverage], dim=2).unsqueeze(1)
+
+
+def mask_token_attention_bias(coverage: Tensor,
+                              dtype: torch.dtype,
+                              num_prefix_tokens: int = 1) -> Tensor:
+    """:func:`mask_token_attention_mask` as an additive float mask.
+
+    Args:
+        coverage (Tensor): bool ``(B, M, N)``.
+        dtype (torch.dtype): the attention queries' dtype.
+        num_prefix_tokens (int): tokens before the patches.
+
+    Returns:
+        Tensor: ``(B, 1, M, num_prefix_tokens + N)``: 0 where attention is
+        allowed, ``-inf`` elsewhere.
+    """
+    allowed = mask_token_attention_mask(coverage, num_prefix_tokens)
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=coverage.device)
+    return bias.masked_fill_(~allowed, float('-inf'))

@@ -38,6 +38,10 @@ class MaskTokenBlockInputs:
         grid_size (tuple[int, int]): patch grid ``(H / ph, W / pw)``.
         patch_size (tuple[int, int]): ViT patch size ``(ph, pw)``.
         block_index (int): 0-based index of the block.
+        attention_bias (Tensor, optional): ``(B, 1, M, L)`` additive float
+            mask of :func:`mask_token_attention_mask` (0 allowed, ``-inf``
+            not) in the queries' dtype, shared by the blocks while the masks
+            stay the same; None: built from ``coverage``.
     """
     q_mask: Tensor
     k: Tensor
@@ -48,6 +52,7 @@ class MaskTokenBlockInputs:
     grid_size: Tuple[int, int]
     patch_size: Tuple[int, int]
     block_index: int
+    attention_bias: Optional[Tensor] = None
 
 
 @MODELS.register_module()
@@ -87,6 +92,8 @@ class MaskTokenAttention(BaseModule):
             ``(B, h, M, d)`` (before the out-projection) and refined mask
             logits ``(B, M, H, W)``, or None when masks are unchanged.
         """
-        allowed = mask_token_attention_mask(inputs.coverage)
+        allowed = inputs.attention_bias
+        if allowed is None or allowed.dtype != inputs.q_mask.dtype:
+            allowed = mask_token_attention_mask(inputs.coverage)
         out = F.scaled_dot_product_attention(inputs.q_mask, inputs.k, inputs.v, attn_mask=allowed)
         return out, None

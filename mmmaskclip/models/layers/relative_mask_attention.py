@@ -31,6 +31,8 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from .attention_mask import mask_token_attention_mask
+from .folded_relative_logits import (FoldedTerms, fold_patch_terms, folded_relative_logits,
+                                     split_heads)
 from .mask_token_attention import MaskTokenAttention, MaskTokenBlockInputs
 
 
@@ -42,20 +44,6 @@ class QuickGELU(nn.Module):
             return x * torch.sigmoid(1.702 * x)
         # inference: one temporary instead of two
         return x.mul_(x.mul(1.702).sigmoid_())
-
-
-def mask_patches(values: Tensor, patch_size: Tuple[int, int]) -> Tensor:
-    """``(B, M, H, W)`` -> ``(B, M, N, ph * pw)``: the pixels of each patch, in
-    the row-major order of a ``(ph, pw)`` convolution kernel."""
-    b, m, h, w = values.shape
-    ph, pw = patch_size
-    x = values.view(b, m, h // ph, ph, w // pw, pw).permute(0, 1, 2, 4, 3, 5)
-    return x.reshape(b, m, (h // ph) * (w // pw), ph * pw)
-
-
-def _heads(x: Tensor, num_heads: int) -> Tensor:
-    """``(..., W) -> (..., h, W / h)``."""
-    return x.view(*x.shape[:-1], num_heads, x.shape[-1] // num_heads)
 
 
 @MODELS.register_module()
@@ -76,8 +64,13 @@ class RelativeMaskAttention(MaskTokenAttention):
             Default ``'paper'``.
         impl (str): ``'fast'`` (folded, chunked) or ``'naive'`` (reference).
             Default ``'fast'``.
-        chunk_size (int): mask tokens per chunk in the fast path (bounds its
-            peak memory). Default 8.
+        chunk_size (int, optional): mask tokens per chunk in the fast path
+            (bounds its peak memory); None picks it from ``chunk_memory``.
+            Default None.
+        chunk_memory (float): MiB the temporaries of one chunk's refinement
+            may take when ``chunk_size`` is None (at least one mask per
+            chunk). Small enough to stay in the CPU's last-level cache, large
+            enough for efficient GEMMs. Default 16.
         with_cp (bool): in training, recompute each chunk in the backward
             pass instead of storing its activations (bounds training memory
             too, at the cost of a second forward). Default False.
@@ -95,7 +88,8 @@ class RelativeMaskAttention(MaskTokenAttention):
                  patch_size: Tuple[int, int],
                  style: str = 'paper',
                  impl: str = 'fast',
-                 chunk_size: int = 8,
+                 chunk_size: Optional[int] = None,
+                 chunk_memory: float = 16.0,
                  with_cp: bool = False,
                  refine_channels: int = 256,
                  refine_masks: bool = True,
@@ -105,11 +99,14 @@ class RelativeMaskAttention(MaskTokenAttention):
             raise ValueError(f"style must be 'paper' or 'official', got {style!r}.")
         if impl not in ('fast', 'naive'):
             raise ValueError(f"impl must be 'fast' or 'naive', got {impl!r}.")
-        if chunk_size < 1:
-            raise ValueError(f'chunk_size must be >= 1, got {chunk_size}.')
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f'chunk_size must be >= 1 or None, got {chunk_size}.')
+        if chunk_memory <= 0:
+            raise ValueError(f'chunk_memory must be > 0 MiB, got {chunk_memory}.')
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims {embed_dims} is not divisible by {num_heads} heads.')
         self.style, self.impl, self.chunk_size = style, impl, chunk_size
+        self.chunk_memory = chunk_memory
         self.with_cp = with_cp
         ph, pw = self.patch_size
         # f2: mask patch tokens, the architecture of CLIP's patch embedding.
@@ -148,6 +145,24 @@ class RelativeMaskAttention(MaskTokenAttention):
         if self.style == 'paper' and self.refiner is not None:
             constant_init(self.refiner[-1], 0.0, bias=0.0)
 
+    def masks_per_chunk(self, num_patches: int, element_size: int) -> int:
+        """Mask tokens per chunk of the fast path: ``chunk_size``, else as
+        many as fit ``chunk_memory`` with the refinement's temporaries of one
+        mask (official: the ``(N, W)`` product and ``(N, ph*pw)`` output;
+        paper: the ``(C, W)`` scaled weights, ``(C, N)`` hidden layer twice
+        and the output)."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        pixels = self.patch_size[0] * self.patch_size[1]
+        if self.refiner is None:
+            per_mask = num_patches * pixels * 2
+        elif self.style == 'official':
+            per_mask = num_patches * (self.embed_dims + 2 * pixels)
+        else:
+            hidden = self.refiner[0].out_channels
+            per_mask = hidden * self.embed_dims + num_patches * (2 * hidden + 2 * pixels)
+        return max(1, int(self.chunk_memory * 2**20) // (per_mask * element_size))
+
     def _mask_input(self, mask_logits: Tensor) -> Tensor:
         """What f2 reads: ``tanh(logits)`` (official) or probabilities (paper)."""
         return torch.tanh(mask_logits) if self.style == 'official' else mask_logits.sigmoid()
@@ -167,71 +182,35 @@ class RelativeMaskAttention(MaskTokenAttention):
         x = self._mask_input(mask_logits).reshape(b * m, 1, height, width)
         t_mp = self.mask_patch_embed(x).flatten(2).transpose(1,
                                                              2).reshape(b, m, -1, self.embed_dims)
-        q_m = _heads(self.query_proj_m(t_mp), self.num_heads)  # B M N h d
-        k_m = _heads(self.key_proj_m(patch_tokens), self.num_heads)  # B N h d
+        q_m = split_heads(self.query_proj_m(t_mp), self.num_heads)  # B M N h d
+        k_m = split_heads(self.key_proj_m(patch_tokens), self.num_heads)  # B N h d
         return (q_m * k_m[:, None]).sum(-1).permute(0, 3, 1, 2)
 
-    def patch_terms(self, patch_tokens: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """Per-patch factors of the folded ``A'`` (independent of the masks).
-
-        With ``x`` the ``ph*pw`` mask pixels of a patch, f2 is ``W2 x + b2``.
-        Paper: ``phi_Qm(W2 x + b2) = A x + a``, so ``A'_h = x . u_h + o_h`` with
-        ``u_h = A_h^T K_h`` and ``o_h = a_h . K_h``. Official: LayerNorm's mean
-        and variance over channels are a linear and a quadratic form of ``x``,
-        so ``A'_h = (x . u_h + o_h) / s + t_h`` with ``u_h = Wc_h^T (gamma K)_h``,
-        ``o_h = bc_h . (gamma K)_h``, ``t_h = beta_h . K_h`` (``Wc, bc``: f2
-        centred over channels) and ``s`` the per-(mask, patch) LayerNorm std.
+    def patch_terms(self, patch_tokens: Tensor) -> FoldedTerms:
+        """Per-layer factors of the folded ``A'`` (independent of the masks),
+        see :mod:`.folded_relative_logits`.
 
         Args:
             patch_tokens (Tensor): ``ln_1``-normalised patches ``(B, N, W)``.
 
         Returns:
-            tuple[Tensor, Tensor, Tensor]: ``u`` ``(B, N, h, P)``, ``o`` and
-            ``t`` ``(B, N, h)`` (``t`` is zero in the paper style).
+            FoldedTerms: the factors.
         """
-        heads = self.num_heads
-        w2 = self.mask_patch_embed.weight.flatten(1)  # W x P
-        b2 = self.mask_patch_embed.bias
-        k_m = _heads(self.key_proj_m(patch_tokens), heads)  # B N h d
-        if self.style == 'paper':
-            lin = self.query_proj_m
-            u = torch.einsum('phd,bnhd->bnhp', _heads((lin.weight @ w2).t(), heads), k_m)
-            offset = torch.einsum('hd,bnhd->bnh', _heads(lin.weight @ b2 + lin.bias, heads), k_m)
-            return u, offset, torch.zeros_like(offset)
-        norm = self.query_proj_m
-        wc = w2 - w2.mean(0, keepdim=True)
-        bc = b2 - b2.mean()
-        gk = k_m * _heads(norm.weight, heads)  # gamma * K: B N h d
-        u = torch.einsum('phd,bnhd->bnhp', _heads(wc.t(), heads), gk)
-        offset = torch.einsum('hd,bnhd->bnh', _heads(bc, heads), gk)
-        shift = torch.einsum('hd,bnhd->bnh', _heads(norm.bias, heads), k_m)
-        return u, offset, shift
+        return fold_patch_terms(self.mask_patch_embed, self.query_proj_m, self.key_proj_m,
+                                patch_tokens, self.num_heads)
 
-    def relative_logits_folded(self, mask_logits: Tensor, terms: Tuple[Tensor, Tensor,
-                                                                       Tensor]) -> Tensor:
+    def relative_logits_folded(self, mask_logits: Tensor, terms: FoldedTerms) -> Tensor:
         """``A'`` of some masks from :meth:`patch_terms`: ``O(m H W)`` memory.
 
         Args:
             mask_logits (Tensor): ``(B, m, H, W)``.
-            terms (tuple[Tensor, Tensor, Tensor]): from :meth:`patch_terms`.
+            terms (FoldedTerms): from :meth:`patch_terms`.
 
         Returns:
             Tensor: ``(B, h, m, N)``.
         """
-        u, offset, shift = terms
-        x = mask_patches(self._mask_input(mask_logits), self.patch_size)  # B m N P
-        rel = torch.einsum('bmnp,bnhp->bhmn', x, u) + offset.permute(0, 2, 1)[:, :, None]
-        if self.style == 'paper':
-            return rel
-        w2 = self.mask_patch_embed.weight.flatten(1)
-        wc = w2 - w2.mean(0, keepdim=True)
-        bc = self.mask_patch_embed.bias - self.mask_patch_embed.bias.mean()
-        dims = float(self.embed_dims)
-        # variance over channels of f2(x): x^T G x + 2 x . l + c
-        var = ((x @ (wc.t() @ wc / dims)) * x).sum(-1) + 2 * x @ (wc.t() @ bc / dims) \
-            + bc @ bc / dims
-        inv_std = torch.rsqrt(var + self.query_proj_m.eps)  # B m N
-        return rel * inv_std[:, None] + shift.permute(0, 2, 1)[:, :, None]
+        activation = 'tanh' if self.style == 'official' else 'sigmoid'
+        return folded_relative_logits(mask_logits, terms, self.patch_size, activation)
 
     def relative_logits_fast(self, mask_logits: Tensor, patch_tokens: Tensor) -> Tensor:
         """``A'`` folded through f2 and phi_Qm (LayerNorm included), see
@@ -239,25 +218,85 @@ class RelativeMaskAttention(MaskTokenAttention):
         return self.relative_logits_folded(mask_logits, self.patch_terms(patch_tokens))
 
     # ----------------------------------------------------------------- Eq. 5
-    def _refine_chunk(self, q: Tensor, k: Tensor, grid: Tuple[int, int]) -> Tensor:
-        """f_r on ``q_i * k_j`` for a chunk of masks: ``(B, m, W), (B, N, W)``
-        -> residual ``(B, m, H, W)``.
+    def _refine_chunk(self, q: Tensor, k: Tensor) -> Tensor:
+        """f_r on ``q_i * k_j`` as Eq. 5 reads (the reference): ``(B, m, W),
+        (B, N, W)`` -> per-patch residual ``(B, m, N, ph*pw)``.
 
         The 1x1 convolutions run as linear maps on the channels-last product
-        (no permuted copy), then each patch's ``ph*pw`` outputs become its
-        pixels (pixel shuffle: channel ``dy * pw + dx`` of patch ``(y, x)`` is
-        pixel ``(y*ph + dy, x*pw + dx)``).
+        ``(B, m, N, W)``.
         """
-        b, m, _ = q.shape
         x = q[:, :, None] * k[:, None]  # B m N W
         for layer in self.refiner:
             if isinstance(layer, nn.Conv2d):
                 x = F.linear(x, layer.weight.flatten(1), layer.bias)
             else:
                 x = layer(x)
+        return x
+
+    def _refine_chunk_folded(self, q: Tensor, k: Tensor) -> Tensor:
+        """:meth:`_refine_chunk` with fewer passes over memory; same output.
+
+        Official: ``QuickGELU(x) = silu(1.702 x) / 1.702``, so 1.702 folds
+        into the queries and ``1 / 1.702`` into the convolution: one product
+        pass, one fused in-place SiLU pass (inference), one GEMM. Paper: the
+        first convolution of the product is ``(W_a diag(q_i)) k_j``, so each
+        query scales ``W_a``'s columns (``(m, C, W)``, smaller than the
+        ``(m, N, W)`` product, which is never formed) and one batched GEMM
+        per mask gives the hidden layer.
+
+        Returns:
+            Tensor: ``(B, m, N, ph*pw)`` (official) or ``(B, m, ph*pw, N)``
+            (paper), see :meth:`_add_residual`.
+        """
+        if self.style == 'official':
+            conv = self.refiner[-1]
+            x = (q * 1.702)[:, :, None] * k[:, None]  # B m N W
+            x = F.silu(x, inplace=not (torch.is_grad_enabled() and x.requires_grad))
+            return F.linear(x, conv.weight.flatten(1) / 1.702, conv.bias)
+        conv_a, act, conv_b = self.refiner
+        (b, m, width), channels = q.shape, conv_a.out_channels
+        scaled = q[:, :, None, :] * conv_a.weight.flatten(1)  # B m C W
+        # one GEMM per image for all m masks: (m C, W) @ (W, N)
+        hidden = torch.baddbmm(
+            conv_a.bias.repeat(m)[None, :, None], scaled.view(b, m * channels, width),
+            k.transpose(1, 2))
+        hidden = act(hidden.view(b * m, channels, -1))
+        out = torch.baddbmm(conv_b.bias[None, :, None],
+                            conv_b.weight.flatten(1).expand(b * m, -1, -1), hidden)
+        return out.view(b, m, out.shape[1], -1)  # B m P N
+
+    def _add_residual(self,
+                      mask_logits: Tensor,
+                      residual: Tensor,
+                      grid: Tuple[int, int],
+                      patch_major: bool,
+                      out: Optional[Tensor] = None) -> Tensor:
+        """``mask_logits + residual`` with each patch's ``ph*pw`` outputs
+        placed on its pixels (pixel shuffle: output ``dy * pw + dx`` of patch
+        ``(y, x)`` is pixel ``(y*ph + dy, x*pw + dx)``).
+
+        Args:
+            mask_logits (Tensor): ``(B, m, H, W)``.
+            residual (Tensor): ``(B, m, N, ph*pw)`` if ``patch_major`` else
+                ``(B, m, ph*pw, N)``.
+            grid (tuple[int, int]): patch grid ``(gh, gw)``.
+            patch_major (bool): the layout of ``residual``.
+            out (Tensor, optional): ``(B, m, H, W)`` to write the result into
+                (inference: no second copy of the masks).
+
+        Returns:
+            Tensor: refined logits ``(B, m, H, W)``.
+        """
+        b, m, height, width = mask_logits.shape
         (gh, gw), (ph, pw) = grid, self.patch_size
-        x = x.view(b, m, gh, gw, ph, pw).permute(0, 1, 2, 4, 3, 5)
-        return x.reshape(b, m, gh * ph, gw * pw)
+        if patch_major:
+            res = residual.view(b, m, gh, gw, ph, pw).permute(0, 1, 2, 4, 3, 5)
+        else:
+            res = residual.view(b, m, ph, pw, gh, gw).permute(0, 1, 4, 2, 5, 3)
+        if out is not None:
+            torch.add(mask_logits.view(b, m, gh, ph, gw, pw), res, out=out.view(res.shape))
+            return out
+        return (mask_logits.view(b, m, gh, ph, gw, pw) + res).view(b, m, height, width)
 
     def _attend_chunk(self, q: Tensor, k: Tensor, v: Tensor, rel: Tensor,
                       coverage: Tensor) -> Tensor:
@@ -270,21 +309,39 @@ class RelativeMaskAttention(MaskTokenAttention):
         logits = logits.masked_fill(~mask_token_attention_mask(coverage), float('-inf'))
         return logits.softmax(dim=-1) @ v
 
-    def _forward_chunk(self, q: Tensor, k: Tensor, v: Tensor, mask_logits: Tensor, coverage: Tensor,
-                       patch_tokens: Tensor, terms,
-                       grid: Tuple[int, int]) -> Tuple[Tensor, Optional[Tensor]]:
-        """Attention output and refined masks of ``m`` mask tokens."""
-        if terms is None:
+    def _forward_chunk(self,
+                       q: Tensor,
+                       k: Tensor,
+                       v: Tensor,
+                       mask_logits: Tensor,
+                       coverage: Tensor,
+                       patch_tokens: Tensor,
+                       shared: Optional[Tuple[FoldedTerms, Tensor]],
+                       grid: Tuple[int, int],
+                       mask_out: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
+        """Attention output and refined masks of ``m`` mask tokens.
+
+        ``shared`` holds the per-layer terms of the fast path (from
+        :meth:`patch_terms` and the merged patch keys ``(B, N, W)``), computed
+        once for all chunks; None runs the naive reference. ``mask_out``
+        ``(B, m, H, W)`` receives the refined masks if given.
+        """
+        if shared is None:
             rel = self.relative_logits_naive(mask_logits, patch_tokens)
         else:
-            rel = self.relative_logits_folded(mask_logits, terms)
+            rel = self.relative_logits_folded(mask_logits, shared[0])
         out = self._attend_chunk(q, k, v, rel, coverage)
         if self.refiner is None:
             return out, None
         b, h, m, d = q.shape
         q_scaled = (q / math.sqrt(d)).transpose(1, 2).reshape(b, m, h * d)
-        k_patch = k[:, :, 1:].transpose(1, 2).reshape(b, -1, h * d)
-        return out, mask_logits + self._refine_chunk(q_scaled, k_patch, grid)
+        if shared is None:
+            k_patch = k[:, :, 1:].transpose(1, 2).reshape(b, -1, h * d)
+            residual, patch_major = self._refine_chunk(q_scaled, k_patch), True
+        else:
+            residual = self._refine_chunk_folded(q_scaled, shared[1])
+            patch_major = self.style == 'official'
+        return out, self._add_residual(mask_logits, residual, grid, patch_major, mask_out)
 
     def _run_chunk(self, *args) -> Tuple[Tensor, Optional[Tensor]]:
         """:meth:`_forward_chunk`, recomputed in the backward pass instead of
@@ -296,10 +353,11 @@ class RelativeMaskAttention(MaskTokenAttention):
     def forward(self, inputs: MaskTokenBlockInputs) -> Tuple[Tensor, Optional[Tensor]]:
         """Relative mask attention (Eq. 3-4) and refinement (Eq. 5).
 
-        The fast path runs over chunks of ``chunk_size`` mask tokens (with
-        ``with_cp``, each chunk is recomputed in the backward pass instead of
-        keeping its activations), so its peak memory does not grow with
-        ``M x N x W``; the naive path takes all mask tokens at once.
+        The fast path runs over chunks of mask tokens (``chunk_size``, or as
+        many as fit ``chunk_memory``; with ``with_cp``, each chunk is
+        recomputed in the backward pass instead of keeping its activations),
+        so its peak memory does not grow with ``M x N x W``; the naive path
+        takes all mask tokens at once.
 
         Returns:
             tuple[Tensor, Tensor | None]: attention output ``(B, h, M, d)`` and
@@ -309,13 +367,16 @@ class RelativeMaskAttention(MaskTokenAttention):
         patch_tokens = inputs.clip_tokens_normed[:, 1:]
         num = inputs.q_mask.shape[2]
         if self.impl == 'naive':
-            terms, step = None, max(num, 1)
+            shared, step = None, max(num, 1)
         else:
-            terms, step = self.patch_terms(patch_tokens), self.chunk_size
+            b, h, _, d = inputs.k.shape
+            k_patch = inputs.k[:, :, 1:].transpose(1, 2).reshape(b, -1, h * d)
+            shared = (self.patch_terms(patch_tokens), k_patch)
+            step = self.masks_per_chunk(k_patch.shape[1], inputs.k.element_size())
         grad = torch.is_grad_enabled()
         if num <= step:
             return self._run_chunk(inputs.q_mask, inputs.k, inputs.v, inputs.mask_logits,
-                                   inputs.coverage, patch_tokens, terms, inputs.grid_size)
+                                   inputs.coverage, patch_tokens, shared, inputs.grid_size)
         outs, masks = [], []
         if not grad:  # write chunks in place: no second copy of the masks
             outs = inputs.q_mask.new_empty(inputs.q_mask.shape)
@@ -324,15 +385,14 @@ class RelativeMaskAttention(MaskTokenAttention):
         for start in range(0, num, step):
             sl = slice(start, start + step)
             args = (inputs.q_mask[:, :, sl], inputs.k, inputs.v, inputs.mask_logits[:, sl],
-                    inputs.coverage[:, sl], patch_tokens, terms, inputs.grid_size)
-            out, refined = self._run_chunk(*args)
+                    inputs.coverage[:, sl], patch_tokens, shared, inputs.grid_size)
             if grad:
+                out, refined = self._run_chunk(*args)
                 outs.append(out)
                 masks.append(refined)
             else:
+                out, _ = self._run_chunk(*args, None if masks is None else masks[:, sl])
                 outs[:, :, sl] = out
-                if masks is not None:
-                    masks[:, sl] = refined
         if not grad:
             return outs, masks
         out = torch.cat(outs, dim=2)

@@ -13,6 +13,8 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from ..clip_loader import build_clip_model, clip_tokenizer, freeze
+from .embedding_cache import (CacheDir, TextEmbeddingCache, batch_progress, prompt_batches,
+                              resolve_cache_dir, token_lengths, vocabulary_key)
 from .templates import TemplatesType, resolve_templates
 
 
@@ -112,6 +114,20 @@ class MaskCLIPTextEncoder(BaseModule):
     With one template and no synonyms, ``e(c)`` is exactly open_clip's
     ``encode_text(tokenize(name), normalize=True)``.
 
+    Large vocabularies. Prompts are sorted by tokenised length and cut into
+    batches of ``batch_size``; each batch runs the causal text tower only up
+    to its own longest prompt (see :func:`encode_text_trimmed`), and the
+    embeddings come back in the original order. More than one batch shows a
+    progress bar (log lines when stderr is not a terminal).
+
+    Caches. The last ``cache_size`` vocabularies are kept in memory; all
+    are also kept on disk in ``cache_dir``, under a key of the text tower's
+    architecture and weights, the tokenizer, the templates, the names (in
+    order) and the synonym splitting (see
+    :mod:`~mmmaskclip.models.text.embedding_cache`), so that other runs and
+    other processes load them instead of computing them. Embeddings computed
+    on one device are loaded on another (they agree to float rounding).
+
     Args:
         clip (dict | nn.Module): An open_clip model, or a config understood
             by :func:`~mmmaskclip.models.clip_loader.build_clip_model`, e.g.
@@ -123,7 +139,8 @@ class MaskCLIPTextEncoder(BaseModule):
             strings, or a named set ``'vild'`` (14) / ``'imagenet'`` (80).
             Defaults to None.
         cache_size (int): Number of vocabularies whose embeddings are kept in
-            an LRU cache; 0 disables caching. Defaults to 16.
+            an LRU cache in memory; 0 keeps none (the disk cache is set by
+            ``cache_dir``). Defaults to 16.
         batch_size (int): Prompts encoded per text-tower call. Defaults to
             256.
         tokenizer (str, optional): open_clip model name whose tokenizer to
@@ -132,6 +149,16 @@ class MaskCLIPTextEncoder(BaseModule):
         split_synonyms (bool): split names at commas into synonyms whose
             embeddings are averaged; False embeds each name verbatim as one
             string (the authors' setting for ADE20K's comma-joined names).
+            Defaults to True.
+        cache_dir (str | bool, optional): Folder of the on-disk embedding
+            cache; None for the default folder,
+            ``$MMMASKCLIP_CACHE_DIR/text_embeddings`` if that variable is set
+            (``off``: no cache), else ``~/.cache/mmmaskclip/text_embeddings``;
+            False for no disk cache. Defaults to None.
+        sort_by_length (bool): Sort prompts by tokenised length before
+            cutting batches (only for towers that trim padding). Defaults to
+            True.
+        progress (bool): Show progress when encoding more than one batch.
             Defaults to True.
         init_cfg (dict | list[dict], optional): Initialization config.
             Defaults to None.
@@ -144,6 +171,9 @@ class MaskCLIPTextEncoder(BaseModule):
                  batch_size: int = 256,
                  tokenizer: Optional[str] = None,
                  split_synonyms: bool = True,
+                 cache_dir: CacheDir = None,
+                 sort_by_length: bool = True,
+                 progress: bool = True,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(cache_size, int) or cache_size < 0:
@@ -153,6 +183,10 @@ class MaskCLIPTextEncoder(BaseModule):
         self.templates: Tuple[str, ...] = resolve_templates(templates)
         self.cache_size = cache_size
         self.batch_size = batch_size
+        self.sort_by_length = sort_by_length
+        self.progress = progress
+        self.cache_dir = resolve_cache_dir(cache_dir)
+        self.disk_cache = TextEmbeddingCache(self.cache_dir) if self.cache_dir else None
 
         if isinstance(clip, nn.Module):  # copy first: leave the caller's alone
             model = build_clip_model(text_only_clip(clip))
@@ -181,7 +215,8 @@ class MaskCLIPTextEncoder(BaseModule):
         return super().train(False)
 
     def clear_cache(self) -> None:
-        """Forget every cached vocabulary embedding."""
+        """Forget the vocabulary embeddings cached in memory (the files of
+        the disk cache stay: delete ``cache_dir`` to drop them)."""
         self._cache.clear()
         self._cache_key = None
 
@@ -226,25 +261,34 @@ class MaskCLIPTextEncoder(BaseModule):
         return synonyms
 
     def _encode_prompts(self, prompts: List[str]) -> Tensor:
-        """Encode prompts in chunks of ``batch_size``.
+        """Encode prompts in batches of ``batch_size`` (length-sorted when
+        trimming, see :func:`prompt_batches`).
 
         Args:
             prompts (list[str]): N prompts.
 
         Returns:
-            Tensor: N x E L2-normalised float32 prompt embeddings.
+            Tensor: N x E L2-normalised float32 prompt embeddings, in the
+            order of ``prompts``.
         """
         device = self.device
+        tokens = self.tokenizer(prompts)
+        sort = self.trim_padding and self.sort_by_length
+        batches = prompt_batches(token_lengths(tokens), self.batch_size, sort)
         embeds = []
         # Embeddings are cached, so keep them independent of any autocast
         # context of the caller: compute in the tower's own dtype.
-        with torch.no_grad(), torch.autocast(device.type, enabled=False):
-            for start in range(0, len(prompts), self.batch_size):
-                tokens = self.tokenizer(prompts[start:start + self.batch_size]).to(device)
-                feats = encode_text_trimmed(self.clip, tokens) if self.trim_padding else \
-                    self.clip.encode_text(tokens)
+        with torch.no_grad(), torch.autocast(device.type, enabled=False), \
+                batch_progress(len(batches), len(prompts), self.progress) as update:
+            for index in batches:
+                batch = tokens[index].to(device)
+                feats = encode_text_trimmed(self.clip, batch) if self.trim_padding else \
+                    self.clip.encode_text(batch)
                 embeds.append(F.normalize(feats.float(), dim=-1))
-        return torch.cat(embeds)
+                update()
+        embeds = torch.cat(embeds)
+        order = torch.cat(batches).to(embeds.device)
+        return torch.empty_like(embeds).index_copy_(0, order, embeds)
 
     def encode(self, class_names: Sequence[str]) -> Tensor:
         """Embed a vocabulary without looking at the cache.
@@ -280,8 +324,34 @@ class MaskCLIPTextEncoder(BaseModule):
         # normalize(sum_s e(s)) == normalize(mean_s e(s))
         return F.normalize(class_embeds, dim=-1)
 
+    def cache_key(self, class_names: Sequence[str]) -> str:
+        """The on-disk cache key of a vocabulary (reads the weights now).
+
+        Args:
+            class_names (Sequence[str]): C class names.
+
+        Returns:
+            str: A SHA-256 hex digest (see
+            :func:`~mmmaskclip.models.text.embedding_cache.vocabulary_key`).
+        """
+        return vocabulary_key(self.clip, self.tokenizer, self.templates, class_names,
+                              self.split_names)
+
+    def _load_or_encode(self, class_names: Sequence[str], synonyms: List[List[str]]) -> Tensor:
+        """Embeddings from the disk cache, else computed (and stored)."""
+        if self.disk_cache is None:
+            return self._encode_synonyms(synonyms)
+        key = self.cache_key(class_names)
+        embeds = self.disk_cache.load(key, (len(synonyms), self.embed_dim))
+        if embeds is not None:
+            return embeds.to(self.device)
+        embeds = self._encode_synonyms(synonyms)
+        self.disk_cache.save(key, embeds)
+        return embeds
+
     def forward(self, class_names: Sequence[str]) -> Tensor:
-        """Embed a vocabulary, using the LRU cache.
+        """Embed a vocabulary, using the in-memory LRU cache, then the disk
+        cache.
 
         Args:
             class_names (Sequence[str]): C class names; commas separate
@@ -297,7 +367,7 @@ class MaskCLIPTextEncoder(BaseModule):
         """
         synonyms = self.split_synonyms(class_names, self.split_names)
         if self.cache_size == 0:
-            return self._encode_synonyms(synonyms)
+            return self._load_or_encode(class_names, synonyms)
         param = next(self.clip.parameters())
         state = (param.device, param.dtype)
         if state != self._cache_key:  # moved to another device or dtype
@@ -307,7 +377,7 @@ class MaskCLIPTextEncoder(BaseModule):
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key].clone()
-        embeds = self._encode_synonyms(synonyms)
+        embeds = self._load_or_encode(class_names, synonyms)
         self._cache[key] = embeds
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -316,4 +386,5 @@ class MaskCLIPTextEncoder(BaseModule):
     def extra_repr(self) -> str:
         return (f'templates={len(self.templates)}, split_synonyms={self.split_names}, '
                 f'embed_dim={self.embed_dim}, '
-                f'cache_size={self.cache_size}, batch_size={self.batch_size}')
+                f'cache_size={self.cache_size}, cache_dir={self.cache_dir}, '
+                f'batch_size={self.batch_size}, sort_by_length={self.sort_by_length}')
