@@ -104,6 +104,24 @@ class _AutocastMixin:
         if self.dtype is not None:
             check_autocast(self.device_type, self.dtype)
 
+    def _autocast_iter(self, stage: str, idx: int, data_batch: Sequence[dict]) -> None:
+        """One ``stage`` (``'test'`` or ``'val'``) batch as mmengine's loops
+        run it, with the model's step under :meth:`autocast`.
+
+        Args:
+            stage (str): ``'test'`` or ``'val'``.
+            idx (int): the batch index.
+            data_batch (Sequence[dict]): the batch from the dataloader.
+        """
+        self.runner.call_hook(f'before_{stage}_iter', batch_idx=idx, data_batch=data_batch)
+        with self.autocast():
+            outputs = getattr(self.runner.model, f'{stage}_step')(data_batch)
+        outputs, losses = _update_losses(outputs, getattr(self, f'{stage}_loss'))
+        setattr(self, f'{stage}_loss', losses)
+        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
+        self.runner.call_hook(
+            f'after_{stage}_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
+
     def autocast(self) -> contextlib.AbstractContextManager:
         """``torch.autocast`` to ``dtype``, or nothing for float32."""
         if self.dtype is None:
@@ -138,19 +156,8 @@ class AutocastTestLoop(_AutocastMixin, TestLoop):
 
     @torch.no_grad()
     def run_iter(self, idx: int, data_batch: Sequence[dict]) -> None:
-        """One test batch: ``test_step`` under autocast, then the evaluator.
-
-        Args:
-            idx (int): the batch index.
-            data_batch (Sequence[dict]): the batch from the dataloader.
-        """
-        self.runner.call_hook('before_test_iter', batch_idx=idx, data_batch=data_batch)
-        with self.autocast():
-            outputs = self.runner.model.test_step(data_batch)
-        outputs, self.test_loss = _update_losses(outputs, self.test_loss)
-        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
-        self.runner.call_hook(
-            'after_test_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
+        """One test batch: ``test_step`` under autocast, then the evaluator."""
+        self._autocast_iter('test', idx, data_batch)
 
 
 @LOOPS.register_module()
@@ -181,16 +188,5 @@ class AutocastValLoop(_AutocastMixin, ValLoop):
     @torch.no_grad()
     def run_iter(self, idx: int, data_batch: Sequence[dict]) -> None:
         """One validation batch: ``val_step`` under autocast, then the
-        evaluator.
-
-        Args:
-            idx (int): the batch index.
-            data_batch (Sequence[dict]): the batch from the dataloader.
-        """
-        self.runner.call_hook('before_val_iter', batch_idx=idx, data_batch=data_batch)
-        with self.autocast():
-            outputs = self.runner.model.val_step(data_batch)
-        outputs, self.val_loss = _update_losses(outputs, self.val_loss)
-        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
-        self.runner.call_hook(
-            'after_val_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
+        evaluator."""
+        self._autocast_iter('val', idx, data_batch)

@@ -31,10 +31,13 @@ import argparse
 import json
 import os
 import os.path as osp
-import platform
 import statistics
+import sys
 import tempfile
 import time
+
+sys.path.insert(0, osp.dirname(osp.realpath(__file__)))
+from benchmark_utils import cpu_model  # noqa: E402
 
 VARIANTS = ('full', 'trimmed', 'sorted', 'cached')
 
@@ -69,18 +72,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.num_names < 1 or args.repeats < 1 or args.batch_size < 1:
         parser.error('--num-names, --repeats and --batch-size must be >= 1.')
     return args
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux ``/proc/cpuinfo``, else ``platform``)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_names(base, num: int) -> list:
