@@ -366,6 +366,9 @@ class RelativeMaskAttention(MaskTokenAttention):
         """
         patch_tokens = inputs.clip_tokens_normed[:, 1:]
         num = inputs.q_mask.shape[2]
+        if num == 0:  # no mask tokens: empty outputs (reshapes of 0 elements cannot infer -1)
+            masks = inputs.mask_logits[:, :0] if self.refiner is not None else None
+            return inputs.q_mask.new_empty(inputs.q_mask.shape), masks
         if self.impl == 'naive':
             shared, step = None, max(num, 1)
         else:
