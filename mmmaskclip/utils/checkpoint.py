@@ -4,13 +4,19 @@
 torch >= 2.6 loads with ``weights_only=True``, which rejects the message hub
 that mmengine's Runner checkpoints pickle. This module allow-lists exactly the
 globals those checkpoints need, only while one of mmengine's checkpoint
-loaders runs, and maps ``getattr`` to a restricted one. Why and how:
-``docs/internals.md`` (the checkpoint allow-list).
+loaders runs, and maps ``getattr`` to a restricted one. It also converts
+the numpy and ``HistoryBuffer`` objects of a checkpoint to plain data and
+back (:func:`to_plain_data`, :func:`from_plain_data`), so that the
+checkpoints MaskCLIP saves (``PlainCheckpointHook``) load with no allow-list
+at all. Why and how: ``docs/internals.md`` (the checkpoint allow-list).
 """
 import contextlib
+import copy
 import functools
+import logging
 import threading
 import types
+from collections import OrderedDict
 from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
 import torch
@@ -161,8 +167,43 @@ def runner_checkpoint_globals() -> Iterator[None]:
                 active.__exit__(None, None, None)
 
 
+def _drop_executable_config(checkpoint: Any) -> Any:
+    """``checkpoint`` without ``meta['config']``, which ``Runner.resume`` runs.
+
+    ``Runner.resume`` (mmengine 0.10.7) passes ``checkpoint['meta']['config']``
+    to ``Config.fromstring(..., file_format='.py')``, which executes it as
+    Python code, whatever ``weights_only`` refused while unpickling. mmengine
+    writes the config as ``meta['cfg']``; ``'config'`` comes from mmcv 1.x
+    runners, and ``resume`` only reads it to compare the number of GPUs. So
+    it is dropped, with a warning.
+
+    Args:
+        checkpoint (Any): A loaded checkpoint.
+
+    Returns:
+        Any: ``checkpoint``, or a shallow copy with a new ``meta`` that lacks
+        ``'config'``.
+    """
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict) or 'config' not in meta:
+        return checkpoint
+    from mmengine.logging import print_log
+    print_log(
+        "Ignoring meta['config'] of the checkpoint: mmengine's resume would run it as Python "
+        'code (mmengine itself saves the config as meta["cfg"]).',
+        logger='current',
+        level=logging.WARNING)
+    checkpoint = copy.copy(checkpoint)
+    checkpoint['meta'] = {key: value for key, value in meta.items() if key != 'config'}
+    return checkpoint
+
+
 def _wrap_loader(loader: Callable) -> Callable:
     """Make ``loader`` run inside :func:`runner_checkpoint_globals`.
+
+    The wrapped loader also restores what :func:`to_plain_data` converted,
+    so that plain checkpoints load as ordinary ones, and drops code that
+    ``Runner.resume`` would run (:func:`_drop_executable_config`).
 
     Args:
         loader (Callable): A checkpoint loader of ``CheckpointLoader``.
@@ -177,7 +218,8 @@ def _wrap_loader(loader: Callable) -> Callable:
     @functools.wraps(loader)
     def wrapper(*args, **kwargs):
         with runner_checkpoint_globals():
-            return loader(*args, **kwargs)
+            checkpoint = loader(*args, **kwargs)
+        return _drop_executable_config(from_plain_data(checkpoint))
 
     setattr(wrapper, _WRAPPED_ATTR, True)
     return wrapper
@@ -188,10 +230,10 @@ def install_checkpoint_allowlist() -> None:
 
     Wraps each loader registered in
     ``mmengine.runner.checkpoint.CheckpointLoader._schemes`` (local files,
-    http(s), ``open-mmlab://``, ...) with :func:`runner_checkpoint_globals`,
-    and makes ``CheckpointLoader`` wrap loaders registered later as well.
-    The wrappers keep the loaders' names (``CheckpointLoader`` logs them).
-    Calling this again is a no-op.
+    http(s), ``open-mmlab://``, ...) with :func:`runner_checkpoint_globals`
+    (and :func:`from_plain_data`), and makes ``CheckpointLoader`` wrap
+    loaders registered later as well. The wrappers keep the loaders' names
+    (``CheckpointLoader`` logs them). Calling this again is a no-op.
 
     Loaders called directly rather than through ``CheckpointLoader`` (e.g.
     ``mmengine.runner.checkpoint.load_from_local``) are not affected.
@@ -211,3 +253,150 @@ def install_checkpoint_allowlist() -> None:
 
     setattr(_register_scheme, _WRAPPED_ATTR, True)
     CheckpointLoader._register_scheme = classmethod(_register_scheme)
+
+
+#: Key marking a dict of plain data that stands for another object.
+PLAIN_TAG = '__mmmaskclip_plain__'
+# numpy dtype kinds whose values are plain Python objects: bool, int, uint,
+# float, complex, str.
+_PLAIN_KINDS = 'biufcU'
+_PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes, bytearray, torch.Size,
+                 torch.dtype, torch.device)
+
+
+def _rebuild(obj: Any, items: list) -> Any:
+    """``obj``'s container type (dict, OrderedDict, list, tuple) over ``items``."""
+    if isinstance(obj, dict):
+        new = type(obj)(items)
+        if hasattr(obj, '__dict__'):  # e.g. the ``_metadata`` of a state dict
+            new.__dict__.update(obj.__dict__)
+        return new
+    return type(obj)(items)
+
+
+def _map_containers(obj: Any, fn: Callable[[Any], Any]) -> Any:
+    """Apply ``fn`` to the values of a container, rebuilt only if one changed.
+
+    Args:
+        obj (Any): A dict, OrderedDict, list or tuple (exact types; other
+            objects are returned as they are).
+        fn (Callable): Maps a value to its replacement.
+
+    Returns:
+        Any: ``obj`` itself if no value changed, else a new container.
+    """
+    if type(obj) in (dict, OrderedDict):
+        items = [(key, fn(value)) for key, value in obj.items()]
+        changed = any(new is not obj[key] for key, new in items)
+    elif type(obj) in (list, tuple):
+        items = [fn(value) for value in obj]
+        changed = any(new is not old for new, old in zip(items, obj))
+    else:
+        return obj
+    return _rebuild(obj, items) if changed else obj
+
+
+def _array_to_plain(array: Any) -> Any:
+    """A numpy array or scalar as a tagged dict of lists, or itself."""
+    import numpy as np
+    if array.dtype.kind not in _PLAIN_KINDS:
+        return array
+    kind = 'ndarray' if isinstance(array, np.ndarray) else 'numpy_scalar'
+    return {
+        PLAIN_TAG: kind,
+        'dtype': array.dtype.str,
+        'shape': list(array.shape),
+        'data': array.tolist()
+    }
+
+
+def to_plain_data(obj: Any) -> Any:
+    """Replace numpy arrays, numpy scalars and ``HistoryBuffer`` by plain data.
+
+    Each becomes a dict tagged with :data:`PLAIN_TAG` that holds only lists,
+    numbers and strings (dtype as ``numpy.dtype.str``, e.g. ``'<f8'``), which
+    torch's ``weights_only`` loading accepts with no allow-list. Values are
+    exact: ``tolist`` gives Python numbers of at least the array's precision.
+    A ``HistoryBuffer`` keeps its logs, counts and ``max_length``; its
+    statistics methods are class-level and registered by code, not data.
+    Containers (dict, OrderedDict, list, tuple) are rebuilt only where
+    something inside changed, so e.g. model state dicts stay the same objects.
+    Arrays of other kinds (objects, bytes, dates) are left as they are.
+
+    Args:
+        obj (Any): A checkpoint or part of one.
+
+    Returns:
+        Any: ``obj`` with the conversions applied; the input is not modified.
+    """
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return _array_to_plain(obj)
+    if isinstance(obj, HistoryBuffer):
+        return {
+            PLAIN_TAG: 'HistoryBuffer',
+            'log_history': _array_to_plain(np.asarray(obj._log_history)),
+            'count_history': _array_to_plain(np.asarray(obj._count_history)),
+            'max_length': int(obj.max_length)
+        }
+    return _map_containers(obj, to_plain_data)
+
+
+def _plain_to_object(data: dict) -> Any:
+    """The object a dict tagged by :func:`to_plain_data` stands for."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    kind = data[PLAIN_TAG]
+    if kind == 'HistoryBuffer':
+        return HistoryBuffer(
+            from_plain_data(data['log_history']), from_plain_data(data['count_history']),
+            data['max_length'])
+    if kind in ('ndarray', 'numpy_scalar'):
+        array = np.array(data['data'], dtype=np.dtype(data['dtype'])).reshape(data['shape'])
+        return array if kind == 'ndarray' else array[()]
+    raise ValueError(f'The checkpoint holds plain data of unknown kind {kind!r}: it was '
+                     'written by a newer mmmaskclip, update mmmaskclip to load it.')
+
+
+def from_plain_data(obj: Any) -> Any:
+    """Restore what :func:`to_plain_data` converted; the inverse of it.
+
+    Args:
+        obj (Any): A loaded checkpoint or part of one.
+
+    Returns:
+        Any: ``obj`` with tagged dicts replaced by the objects they stand
+        for; ``obj`` itself if it holds none. The input is not modified.
+
+    Raises:
+        ValueError: If a tagged dict is of a kind this version does not know.
+    """
+    if type(obj) is dict and PLAIN_TAG in obj:
+        return _plain_to_object(obj)
+    return _map_containers(obj, from_plain_data)
+
+
+def non_plain_paths(obj: Any, path: str = 'checkpoint') -> List[str]:
+    """Where ``obj`` holds objects that ``weights_only`` loading would refuse.
+
+    Plain are tensors, ``None``, bools, numbers, strings, bytes,
+    ``torch.Size``, ``torch.dtype``, ``torch.device``, and dicts, OrderedDicts, lists,
+    tuples and sets of plain objects (exact types, as torch's unpickler
+    allows them without an allow-list).
+
+    Args:
+        obj (Any): A checkpoint or part of one.
+        path (str): The name of ``obj`` in the messages.
+
+    Returns:
+        list[str]: ``'<path> (<type>)'`` of each non-plain object, e.g.
+        ``"checkpoint['meta']['seed'] (numpy.int64)"``.
+    """
+    if isinstance(obj, torch.Tensor) or type(obj) in _PLAIN_LEAVES:
+        return []
+    if type(obj) in (dict, OrderedDict):
+        return [p for key, value in obj.items() for p in non_plain_paths(value, f'{path}[{key!r}]')]
+    if type(obj) in (list, tuple, set):
+        return [p for i, value in enumerate(obj) for p in non_plain_paths(value, f'{path}[{i}]')]
+    return [f'{path} ({type(obj).__module__}.{type(obj).__qualname__})']
