@@ -110,6 +110,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ToolError(f'--out must name a .pkl file, got {args.out}')
     merge_common_args(cfg, args)
+    if cfg.launcher != 'none' and cfg.get('model_wrapper_cfg') is None:
+        # testing needs no gradient sync, and torch's DDP refuses a model
+        # without trainable parameters (MaskCLIP w/o RMA): wrap only the
+        # submodules that train, as mmengine's separate wrapper does
+        cfg.model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel')
 
     cfg.load_from = None if args.checkpoint.lower() == 'none' else args.checkpoint
     if not args.no_progress:

@@ -17,8 +17,9 @@ from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Subset
 
 from ..models.geometry import to_original_geometry
-from ..models.proposers.precomputed import (check_resume, proposal_key, proposal_settings,
-                                            write_meta, write_proposals)
+from ..models.proposers.precomputed import (check_resume, is_complete, proposal_key,
+                                            proposal_settings, remove_partial_files, write_meta,
+                                            write_proposals)
 from ..models.utils import Vocabulary
 
 SPLITS = ('test', 'val', 'train')
@@ -124,7 +125,10 @@ def dump_proposals(cfg: Config,
         max_proposals (int, optional): keep at most this many per image
             (highest objectness where there is one, else the first).
         key (str): file naming, ``'stem'`` or ``'img_id'``.
-        resume (bool): skip images whose file exists.
+        resume (bool): skip images whose file exists and reads back whole;
+            rewrite truncated or corrupt ones, delete leftover temporary
+            files. Files are written to a temporary name and renamed, so an
+            interrupted dump leaves only whole files under final names.
         device (str): where the proposer runs.
         batch_size (int): images per proposer call.
         num_workers (int): data loading workers.
@@ -142,11 +146,12 @@ def dump_proposals(cfg: Config,
     os.makedirs(out_dir, exist_ok=True)
     if resume:
         check_resume(out_dir, settings)
+        remove_partial_files(out_dir)
     dataset = DATASETS.build(split_dataset_cfg(cfg, split))
     keys = _keys_to_dump(dataset, key)
     todo = [
         i for name, i in keys.items()
-        if not (resume and osp.isfile(osp.join(out_dir, name + '.npz')))
+        if not (resume and is_complete(osp.join(out_dir, name + '.npz')))
     ]
     write_meta(
         out_dir, settings, split=split, num_images=len(keys), config=getattr(cfg, 'filename', None))

@@ -1,12 +1,13 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
-from .checkpoint_hooks import PlainCheckpointHook
+from .checkpoint_hooks import PlainCheckpointHook, RNGStateCheckpointHook
 from .hooks import TestProgressBarHook
 from .loops import (AUTOCAST_DTYPES, AutocastTestLoop, AutocastValLoop, UnsupportedAutocastError,
                     autocast_dtype, check_autocast, model_device_type)
 from .optimizer_constructor import TrainableParamsOptimWrapperConstructor
 
 __all__ = [
-    'PlainCheckpointHook', 'TestProgressBarHook', 'TrainableParamsOptimWrapperConstructor',
-    'AUTOCAST_DTYPES', 'AutocastTestLoop', 'AutocastValLoop', 'UnsupportedAutocastError',
-    'autocast_dtype', 'check_autocast', 'model_device_type'
+    'PlainCheckpointHook', 'RNGStateCheckpointHook', 'TestProgressBarHook',
+    'TrainableParamsOptimWrapperConstructor', 'AUTOCAST_DTYPES', 'AutocastTestLoop',
+    'AutocastValLoop', 'UnsupportedAutocastError', 'autocast_dtype', 'check_autocast',
+    'model_device_type'
 ]

@@ -262,4 +262,4 @@ def test_hook_warns_about_what_it_cannot_convert():
 def test_training_recipes_save_plain_checkpoints(recipe):
     path = osp.join(REPO, f'configs/maskclip/maskclip_vit-l-14-336_8xb1-10k_{recipe}.py')
     hooks = Config.fromfile(path).custom_hooks
-    assert [hook['type'] for hook in hooks] == ['PlainCheckpointHook']
+    assert [hook['type'] for hook in hooks] == ['PlainCheckpointHook', 'RNGStateCheckpointHook']

@@ -75,7 +75,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default='stem',
         help='file name of an image: its file stem or its img_id')
     parser.add_argument(
-        '--resume', action='store_true', help='skip images whose proposal file exists')
+        '--resume',
+        action='store_true',
+        help='skip images whose proposal file exists and is complete (corrupt or '
+        'truncated ones are rewritten)')
     parser.add_argument('--device', default=None, help='default: cuda if available, else cpu')
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--num-workers', type=int, default=2)

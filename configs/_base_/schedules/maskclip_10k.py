@@ -13,6 +13,7 @@ param_scheduler = dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, e
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 auto_scale_lr = dict(enable=False, base_batch_size=8)
 # Checkpoints store the message hub as plain data: they load with torch's
-# weights_only=True and no allow-list (README, "Checkpoints under torch >= 2.6").
-# A config that sets its own custom_hooks should keep this entry.
-custom_hooks = [dict(type='PlainCheckpointHook')]
+# weights_only=True and no allow-list (README, "Checkpoints under torch >= 2.6"),
+# and carry the RNG states, so --resume continues exactly where a run stopped.
+# A config that sets its own custom_hooks should keep these entries.
+custom_hooks = [dict(type='PlainCheckpointHook'), dict(type='RNGStateCheckpointHook')]

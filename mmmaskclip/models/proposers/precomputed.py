@@ -8,6 +8,8 @@ one ``<key>.npz`` of uint8-quantised mask logits per image plus a
 import json
 import os
 import os.path as osp
+import re
+import zipfile
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -27,6 +29,8 @@ FORMAT_VERSION = 1
 META_FILE = 'meta.json'
 KEYS = ('stem', 'img_id')
 LEVELS = 256
+#: suffix of the temporary files that writes go through (``x.npz.tmp<pid>``).
+TMP_MARK = '.tmp'
 DUMP_COMMAND = 'python tools/misc/dump_proposals.py CONFIG --out-dir {dir} [--split train]'
 
 
@@ -124,10 +128,35 @@ def check_resume(proposal_dir: str, settings: dict) -> None:
                          f'({", ".join(differ)}): use another directory or do not resume.')
 
 
+def _replace_atomically(path: str, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, flush it to
+    disk, then rename it to ``path``: readers see the old file or the whole
+    new one, never a part."""
+    tmp = f'{path}{TMP_MARK}{os.getpid()}'
+    try:
+        with open(tmp, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+def remove_partial_files(proposal_dir: str) -> int:
+    """Delete temporary files left by an interrupted dump; return how many."""
+    partial = re.compile(re.escape(TMP_MARK) + r'\d+$')
+    names = [n for n in os.listdir(proposal_dir) if partial.search(n)]
+    for name in names:
+        os.remove(osp.join(proposal_dir, name))
+    return len(names)
+
+
 def write_meta(proposal_dir: str, settings: dict, **extra) -> None:
-    """Write ``meta.json``."""
-    with open(osp.join(proposal_dir, META_FILE), 'w', encoding='utf-8') as f:
-        json.dump(dict(settings, **extra), f, indent=2)
+    """Write ``meta.json`` (atomically)."""
+    text = json.dumps(dict(settings, **extra), indent=2).encode('utf-8')
+    _replace_atomically(osp.join(proposal_dir, META_FILE), lambda f: f.write(text))
 
 
 def write_proposals(path: str,
@@ -152,10 +181,38 @@ def write_proposals(path: str,
         logit_range=float(logit_range))
     if objectness is not None:
         arrays['objectness'] = objectness.float().cpu().numpy()
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'wb') as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
+    _replace_atomically(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def read_proposals(path: str) -> dict:
+    """All arrays of one image's ``.npz``, read in full.
+
+    Raises:
+        ValueError: if the file is truncated or otherwise not a complete
+            proposal file (e.g. copied half-way), naming the file.
+    """
+    try:
+        with np.load(path) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
+        raise ValueError(f'Proposal file {path} is truncated or corrupt ({err}): delete it and '
+                         'rerun tools/misc/dump_proposals.py with --resume.') from err
+    missing = [k for k in ('masks', 'ori_shape', 'logit_range') if k not in arrays]
+    if missing:
+        raise ValueError(f'Proposal file {path} lacks {missing}: delete it and rerun '
+                         'tools/misc/dump_proposals.py with --resume.')
+    return arrays
+
+
+def is_complete(path: str) -> bool:
+    """Whether ``path`` is a whole, readable proposal file."""
+    if not osp.isfile(path):
+        return False
+    try:
+        read_proposals(path)
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- proposer
@@ -222,12 +279,12 @@ class PrecomputedProposer(BaseProposer):
                 f"(img_id {metainfo.get('img_id')}): {path} does not exist in "
                 f'{self.proposal_dir}. Write them for this split with: ' +
                 DUMP_COMMAND.format(dir=self.proposal_dir))
-        with np.load(path) as data:
-            codes = torch.from_numpy(data['masks'])
-            stored_ori = tuple(int(s) for s in data['ori_shape'])
-            logit_range = float(data['logit_range'])
-            objectness = torch.from_numpy(data['objectness']).float() \
-                if 'objectness' in data.files else None
+        data = read_proposals(path)
+        codes = torch.from_numpy(data['masks'])
+        stored_ori = tuple(int(s) for s in data['ori_shape'])
+        logit_range = float(data['logit_range'])
+        objectness = torch.from_numpy(data['objectness']).float() \
+            if 'objectness' in data else None
         if stored_ori != shape2(metainfo['ori_shape']):
             raise ValueError(
                 f'Proposals {path} are for an image of size {stored_ori}, but '
