@@ -98,6 +98,14 @@ def model_device_type(model: torch.nn.Module) -> str:
 class _AutocastMixin:
     """What the autocast loops share: the checked dtype and the context."""
 
+    def __init__(self,
+                 runner,
+                 dataloader: Union[DataLoader, Dict],
+                 evaluator: Union[Evaluator, Dict, List],
+                 dtype: str = 'bfloat16') -> None:
+        super().__init__(runner, dataloader, evaluator, fp16=False)
+        self._init_autocast(dtype)
+
     def _init_autocast(self, dtype: Optional[str]) -> None:
         self.dtype = autocast_dtype(dtype)
         self.device_type = model_device_type(self.runner.model)
@@ -146,14 +154,6 @@ class AutocastTestLoop(_AutocastMixin, TestLoop):
             the model's device.
     """
 
-    def __init__(self,
-                 runner,
-                 dataloader: Union[DataLoader, Dict],
-                 evaluator: Union[Evaluator, Dict, List],
-                 dtype: str = 'bfloat16') -> None:
-        super().__init__(runner, dataloader, evaluator, fp16=False)
-        self._init_autocast(dtype)
-
     @torch.no_grad()
     def run_iter(self, idx: int, data_batch: Sequence[dict]) -> None:
         """One test batch: ``test_step`` under autocast, then the evaluator."""
@@ -176,14 +176,6 @@ class AutocastValLoop(_AutocastMixin, ValLoop):
         UnsupportedAutocastError: if torch cannot autocast to ``dtype`` on
             the model's device.
     """
-
-    def __init__(self,
-                 runner,
-                 dataloader: Union[DataLoader, Dict],
-                 evaluator: Union[Evaluator, Dict, List],
-                 dtype: str = 'bfloat16') -> None:
-        super().__init__(runner, dataloader, evaluator, fp16=False)
-        self._init_autocast(dtype)
 
     @torch.no_grad()
     def run_iter(self, idx: int, data_batch: Sequence[dict]) -> None:

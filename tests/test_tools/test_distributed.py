@@ -214,8 +214,9 @@ def test_two_process_test_odd_images(tmp_path):
             assert metrics_two[key] == pytest.approx(value, abs=1e-6), key
 
 
-def test_slurm_train_command(tmp_path):
-    """A dry run: a fake ``srun`` first on PATH records its arguments."""
+def fake_srun(tmp_path, script: str, *args: str) -> list:
+    """Run ``tools/<script>`` with a fake ``srun`` first on PATH; the
+    arguments ``srun`` was given."""
     fake = tmp_path / 'bin'
     fake.mkdir()
     record = tmp_path / 'srun_args.txt'
@@ -229,20 +230,33 @@ def test_slurm_train_command(tmp_path):
         CPUS_PER_TASK='4',
         SRUN_ARGS='--quotatype=auto',
         PYTHON='python3')
-    proc = subprocess.run([
-        'bash', 'tools/slurm_train.sh', 'part', 'job', 'configs/x.py', 'work/x', '--cfg-options',
-        'train_cfg.max_iters=2'
-    ],
+    proc = subprocess.run(['bash', f'tools/{script}', 'part', 'job', *args],
                           cwd=REPO,
                           env=env,
                           stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT,
                           text=True)
     assert proc.returncode == 0, proc.stdout
-    args = record.read_text().splitlines()
-    assert args == [
-        '-p', 'part', '--job-name=job', '--gres=gpu:8', '--ntasks=16', '--ntasks-per-node=8',
-        '--cpus-per-task=4', '--kill-on-bad-exit=1', '--quotatype=auto', 'python3', '-u',
+    return record.read_text().splitlines()
+
+
+SRUN = [
+    '-p', 'part', '--job-name=job', '--gres=gpu:8', '--ntasks=16', '--ntasks-per-node=8',
+    '--cpus-per-task=4', '--kill-on-bad-exit=1', '--quotatype=auto', 'python3', '-u'
+]
+
+
+def test_slurm_train_command(tmp_path):
+    """A dry run: a fake ``srun`` first on PATH records its arguments."""
+    args = fake_srun(tmp_path, 'slurm_train.sh', 'configs/x.py', 'work/x', '--cfg-options',
+                     'train_cfg.max_iters=2')
+    assert args == SRUN + [
         'tools/train.py', 'configs/x.py', '--work-dir=work/x', '--launcher=slurm', '--cfg-options',
         'train_cfg.max_iters=2'
     ]
+
+
+def test_slurm_test_command(tmp_path):
+    """``slurm_test.sh`` likewise, a training-free model (``none``)."""
+    args = fake_srun(tmp_path, 'slurm_test.sh', 'configs/x.py', 'none', '--amp')
+    assert args == SRUN + ['tools/test.py', 'configs/x.py', 'none', '--launcher=slurm', '--amp']
