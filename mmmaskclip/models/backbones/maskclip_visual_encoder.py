@@ -270,9 +270,8 @@ class _MaskState:
 
     def __init__(self, masks: Tensor, patch_size: Tuple[int, int]) -> None:
         self.patch_size = patch_size
-        self.refined = False
         self.update(masks)
-        self.refined = False
+        self.refined = False  # the input masks are not a refinement
 
     def update(self, masks: Tensor) -> None:
         """New (refined) mask logits ``(B, M, H, W)``."""

@@ -163,9 +163,15 @@ class RelativeMaskAttention(MaskTokenAttention):
             per_mask = hidden * self.embed_dims + num_patches * (2 * hidden + 2 * pixels)
         return max(1, int(self.chunk_memory * 2**20) // (per_mask * element_size))
 
+    @property
+    def mask_activation(self) -> str:
+        """What f2 reads of the logits: ``'tanh'`` (official) or
+        ``'sigmoid'`` (paper, probabilities)."""
+        return 'tanh' if self.style == 'official' else 'sigmoid'
+
     def _mask_input(self, mask_logits: Tensor) -> Tensor:
         """What f2 reads: ``tanh(logits)`` (official) or probabilities (paper)."""
-        return torch.tanh(mask_logits) if self.style == 'official' else mask_logits.sigmoid()
+        return getattr(torch, self.mask_activation)(mask_logits)
 
     # ----------------------------------------------------------------- Eq. 3
     def relative_logits_naive(self, mask_logits: Tensor, patch_tokens: Tensor) -> Tensor:
@@ -209,8 +215,7 @@ class RelativeMaskAttention(MaskTokenAttention):
         Returns:
             Tensor: ``(B, h, m, N)``.
         """
-        activation = 'tanh' if self.style == 'official' else 'sigmoid'
-        return folded_relative_logits(mask_logits, terms, self.patch_size, activation)
+        return folded_relative_logits(mask_logits, terms, self.patch_size, self.mask_activation)
 
     def relative_logits_fast(self, mask_logits: Tensor, patch_tokens: Tensor) -> Tensor:
         """``A'`` folded through f2 and phi_Qm (LayerNorm included), see
@@ -316,17 +321,17 @@ class RelativeMaskAttention(MaskTokenAttention):
                        mask_logits: Tensor,
                        coverage: Tensor,
                        patch_tokens: Tensor,
-                       shared: Optional[Tuple[FoldedTerms, Tensor]],
+                       shared: Tuple[Optional[FoldedTerms], Tensor],
                        grid: Tuple[int, int],
                        mask_out: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
         """Attention output and refined masks of ``m`` mask tokens.
 
-        ``shared`` holds the per-layer terms of the fast path (from
-        :meth:`patch_terms` and the merged patch keys ``(B, N, W)``), computed
-        once for all chunks; None runs the naive reference. ``mask_out``
+        ``shared`` holds what all chunks share, computed once per layer: the
+        folded terms of the fast path (:meth:`patch_terms`; None runs the
+        naive reference) and the merged patch keys ``(B, N, W)``. ``mask_out``
         ``(B, m, H, W)`` receives the refined masks if given.
         """
-        if shared is None:
+        if shared[0] is None:
             rel = self.relative_logits_naive(mask_logits, patch_tokens)
         else:
             rel = self.relative_logits_folded(mask_logits, shared[0])
@@ -335,11 +340,11 @@ class RelativeMaskAttention(MaskTokenAttention):
             return out, None
         b, h, m, d = q.shape
         q_scaled = (q / math.sqrt(d)).transpose(1, 2).reshape(b, m, h * d)
-        if shared is None:
-            k_patch = k[:, :, 1:].transpose(1, 2).reshape(b, -1, h * d)
+        terms, k_patch = shared
+        if terms is None:
             residual, patch_major = self._refine_chunk(q_scaled, k_patch), True
         else:
-            residual = self._refine_chunk_folded(q_scaled, shared[1])
+            residual = self._refine_chunk_folded(q_scaled, k_patch)
             patch_major = self.style == 'official'
         return out, self._add_residual(mask_logits, residual, grid, patch_major, mask_out)
 
@@ -369,11 +374,11 @@ class RelativeMaskAttention(MaskTokenAttention):
         if num == 0:  # no mask tokens: empty outputs (reshapes of 0 elements cannot infer -1)
             masks = inputs.mask_logits[:, :0] if self.refiner is not None else None
             return inputs.q_mask.new_empty(inputs.q_mask.shape), masks
+        b, h, _, d = inputs.k.shape
+        k_patch = inputs.k[:, :, 1:].transpose(1, 2).reshape(b, -1, h * d)  # B N W
         if self.impl == 'naive':
-            shared, step = None, max(num, 1)
+            shared, step = (None, k_patch), max(num, 1)
         else:
-            b, h, _, d = inputs.k.shape
-            k_patch = inputs.k[:, :, 1:].transpose(1, 2).reshape(b, -1, h * d)
             shared = (self.patch_terms(patch_tokens), k_patch)
             step = self.masks_per_chunk(k_patch.shape[1], inputs.k.element_size())
         grad = torch.is_grad_enabled()
