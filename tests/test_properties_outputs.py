@@ -139,7 +139,8 @@ def test_encoder_frame(frame, num):
 def post_cases(draw):
     """Options of the post-processor and one image's logits: ``M`` in 0-6,
     ``C`` in 1-5 classes, random, empty and full masks, a void text column
-    or none, padded proposals, optional objectness."""
+    or none, padded proposals, optional objectness, whole images or bands
+    of rows."""
     num, classes = draw(st.integers(0, 6)), draw(st.integers(1, 5))
     height, width = draw(st.integers(1, 10)), draw(st.integers(1, 10))
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
@@ -158,7 +159,8 @@ def post_cases(draw):
         max_per_image=draw(st.integers(1, 8)),
         instance_score_thr=draw(st.sampled_from([0.0, 0.1])),
         instance_topk=draw(st.sampled_from(['all', 'things'])),
-        semantic_void_label=draw(st.sampled_from([None, 255])))
+        semantic_void_label=draw(st.sampled_from([None, 255])),
+        band_bytes=draw(st.sampled_from([None, 256 * 2**20, 1, 200])))  # 1: one row a band
     objectness = torch.rand(num, generator=gen) if draw(st.booleans()) else None
     return options, cls, masks, draw(st.integers(0, classes)), objectness
 

@@ -163,6 +163,36 @@ def exact_classification(model, wrong=None):
     model.encode = oracle
 
 
+#: The shipped MaskCLIP w/o RMA config that the mask-classification tests
+#: run with a tiny CLIP (see :func:`tiny_classifier_options`).
+WO_RMA_CONFIG = 'configs/maskclip/maskclip-wo-rma_vit-l-14-336_coco-panoptic-val.py'
+
+
+def tiny_classifier_options(tmp, clip) -> dict:
+    """``cfg_options`` that swap ViT-L for ``clip`` (saved into ``tmp``, a
+    ``pathlib.Path``) and squash the batch to its 64 x 64 input."""
+    path = str(tmp / 'tiny_clip.pt')
+    torch.save(clip.state_dict(), path)
+    return {
+        'model.clip': dict(_delete_=True, model_cfg=tiny_clip_cfg(), pretrained=path),
+        'model.encoder_input_size': (64, 64)
+    }
+
+
+def write_tiny_classifier_config(tmp, clip, base: str = WO_RMA_CONFIG) -> str:
+    """A config file in ``tmp``: the shipped ``base`` (relative to the
+    repository) with ``clip`` as in :func:`tiny_classifier_options`, for the
+    demos' ``--config``."""
+    import os.path as osp
+
+    from conftest import REPO
+    options = tiny_classifier_options(tmp, clip)
+    path = tmp / 'tiny_classifier.py'
+    path.write_text(f"_base_ = ['{osp.join(REPO, base)}']\n"
+                    f"model = dict(clip={options['model.clip']!r}, encoder_input_size=(64, 64))\n")
+    return str(path)
+
+
 def tiny_inference_config(tmp, permissive: bool = False) -> tuple:
     """Write a tiny MaskCLIP for inference into ``tmp`` (a ``pathlib.Path``):
     random CLIP, a random class-agnostic Mask2Former (the shipped proposer

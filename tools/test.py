@@ -24,7 +24,7 @@ from mmengine.config import Config, ConfigDict
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 from tool_common import (ToolError, add_common_args, build_runner, load_cfg, merge_common_args,
-                         prepare, use_autocast_loop)
+                         prepare, run_reported, use_autocast_loop)
 
 #: ``--amp-dtype`` choices, the recommended one first.
 AMP_DTYPES = ('bfloat16', 'float16')
@@ -183,16 +183,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = prepare(args, __file__, files, merge_args)
     if isinstance(cfg, int):
         return cfg
+    return run_reported(__file__, lambda: run_test(cfg, args), cfg)
+
+
+def run_test(cfg: Config, args: argparse.Namespace) -> int:
+    """Build the runner and test; a bad model setting or checkpoint (one of
+    another variant: its mismatching keys named) raises one sentence before
+    the first image.
+
+    Returns:
+        int: The exit status.
+    """
     from mmmaskclip.engine import UnsupportedAutocastError
+    from mmmaskclip.utils import InvalidInputError, load_checkpoint_file
     runner = build_runner(cfg)
+    if cfg.load_from is not None:  # its keys are checked without distributed wrappers only
+        load_checkpoint_file(cfg.load_from, runner.model if cfg.launcher == 'none' else None)
     if args.out is not None:
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     try:
         runner.test()
     except UnsupportedAutocastError as err:  # raised before the first batch
-        print(f'{os.path.basename(__file__)}: error: {err} (see --amp-dtype)', file=sys.stderr)
-        return 2
+        raise InvalidInputError(f'{err} (see --amp-dtype)') from err
     return 0
 
 

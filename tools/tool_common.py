@@ -154,13 +154,27 @@ def prepare(args: argparse.Namespace, tool_file: str, files: Iterable[Tuple[str,
 
 
 def build_runner(cfg: Config):
-    """The runner of ``cfg`` (``runner_type`` if set, else mmengine's)."""
+    """The runner of ``cfg`` (``runner_type`` if set, else mmengine's); model
+    settings that would fail only at the first image (e.g. an
+    ``encoder_input_size`` that is no multiple of CLIP's patch) raise one
+    sentence now."""
     from mmengine.registry import RUNNERS, init_default_scope
     from mmengine.runner import Runner
+
+    from mmmaskclip.apis.model_checks import check_model_settings
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    check_model_settings(runner.model)
+    return runner
+
+
+def run_reported(tool_file: str, work: Callable[[], int], cfg: Config) -> int:
+    """Run ``work``; bad input it raises (an unknown registry type in the
+    config, an unusable or mismatching checkpoint, a device or setting that
+    cannot work, ...) becomes one line ``<tool>: error: <sentence>`` and
+    exit status 2 (see ``mmmaskclip.utils.run_cli``)."""
+    from mmmaskclip.utils import run_cli
+    return run_cli(osp.basename(tool_file), work, cfg)
 
 
 if __name__ == '__main__':

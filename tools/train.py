@@ -26,7 +26,7 @@ from mmengine.config import Config
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 from tool_common import (ToolError, add_common_args, build_runner, load_cfg, merge_common_args,
-                         prepare)
+                         prepare, run_reported)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -145,6 +145,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = prepare(args, __file__, [('config', args.config)], merge_args)
     if isinstance(cfg, int):
         return cfg
+    return run_reported(__file__, lambda: run_train(cfg), cfg)
+
+
+def run_train(cfg: Config) -> int:
+    """Build the runner and train.
+
+    Returns:
+        int: The exit status.
+    """
     build_runner(cfg).train()
     return 0
 

@@ -1,8 +1,8 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 from .export import export_prediction, instances_to_list, panoptic_to_coco, semantic_map
 from .inference_pipeline import inference_config
-from .mask_classification import (MaskClassification, classify_masks, init_mask_classifier,
-                                  load_image, load_masks)
+from .mask_classification import (MaskClassification, check_class_names, classify_masks,
+                                  init_mask_classifier, load_image, load_masks)
 from .maskclip_inferencer import MaskCLIPInferencer
 from .proposals import dump_proposals, proposer_cfg_of, split_dataset_cfg
 from .visualization import draw_mask_classification
@@ -10,9 +10,9 @@ from .vocabularies import (PRESETS, ClassVocabulary, build_vocabulary, per_image
                            read_vocabulary_file)
 
 __all__ = [
-    'MaskCLIPInferencer', 'MaskClassification', 'classify_masks', 'draw_mask_classification',
-    'init_mask_classifier', 'load_image', 'load_masks', 'dump_proposals', 'proposer_cfg_of',
-    'split_dataset_cfg', 'PRESETS', 'ClassVocabulary', 'build_vocabulary', 'per_image_vocabularies',
-    'read_vocabulary_file', 'export_prediction', 'instances_to_list', 'panoptic_to_coco',
-    'semantic_map', 'inference_config'
+    'MaskCLIPInferencer', 'MaskClassification', 'check_class_names', 'classify_masks',
+    'draw_mask_classification', 'init_mask_classifier', 'load_image', 'load_masks',
+    'dump_proposals', 'proposer_cfg_of', 'split_dataset_cfg', 'PRESETS', 'ClassVocabulary',
+    'build_vocabulary', 'per_image_vocabularies', 'read_vocabulary_file', 'export_prediction',
+    'instances_to_list', 'panoptic_to_coco', 'semantic_map', 'inference_config'
 ]

@@ -22,11 +22,11 @@ def instances_to_list(sample: DetDataSample, classes: Sequence[str]) -> List[dic
     if 'pred_instances' not in sample:
         return []
     inst = sample.pred_instances
-    masks = np.asfortranarray(inst.masks.cpu().numpy().astype(np.uint8).transpose(1, 2, 0))
-    rles = mask_utils.encode(masks) if len(inst) else []
     out = []
-    for label, score, box, rle in zip(inst.labels.tolist(), inst.scores.tolist(),
-                                      inst.bboxes.tolist(), rles):
+    for label, score, box, mask in zip(inst.labels.tolist(), inst.scores.tolist(),
+                                       inst.bboxes.tolist(), inst.masks):
+        # one mask at a time: a (K, H, W) uint8 copy of a large photo is GBs
+        rle = mask_utils.encode(np.asfortranarray(mask.cpu().numpy()[:, :, None], np.uint8))[0]
         out.append(
             dict(
                 label=label,
@@ -46,14 +46,15 @@ def panoptic_to_coco(sample: DetDataSample, classes: Sequence[str]) -> tuple:
         name, isthing, area, bbox}`` per segment, ``category_id`` indexing
         ``classes`` and ``bbox`` ``[x, y, w, h]``.
     """
-    pan = sample.pred_panoptic_seg.sem_seg[0].cpu().numpy().astype(np.int64)
+    pan = sample.pred_panoptic_seg.sem_seg[0].cpu().numpy().astype(np.int32)
     void = len(classes)
-    pan = np.where(pan % INSTANCE_OFFSET == void, 0, pan)
+    pan[pan % INSTANCE_OFFSET == void] = 0
     segments = []
     for seg_id in np.unique(pan):
         if seg_id == 0:
             continue
-        ys, xs = np.nonzero(pan == seg_id)
+        mask = pan == seg_id  # one bool map at a time: no per-pixel coordinates
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
         label = int(seg_id % INSTANCE_OFFSET)
         segments.append(
             dict(
@@ -61,14 +62,16 @@ def panoptic_to_coco(sample: DetDataSample, classes: Sequence[str]) -> tuple:
                 category_id=label,
                 name=classes[label],
                 isthing=bool(seg_id >= INSTANCE_OFFSET),
-                area=int(len(ys)),
+                area=int(mask.sum()),
                 bbox=[
-                    int(xs.min()),
-                    int(ys.min()),
-                    int(xs.max() - xs.min() + 1),
-                    int(ys.max() - ys.min() + 1)
+                    int(cols[0]),
+                    int(rows[0]),
+                    int(cols[-1] - cols[0] + 1),
+                    int(rows[-1] - rows[0] + 1)
                 ]))
-    rgb = np.stack([pan % 256, pan // 256 % 256, pan // 256**2 % 256], axis=-1).astype(np.uint8)
+    rgb = np.empty((*pan.shape, 3), np.uint8)
+    for channel in range(3):
+        rgb[..., channel] = pan // 256**channel % 256
     return rgb, segments
 
 

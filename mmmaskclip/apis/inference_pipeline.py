@@ -5,6 +5,9 @@ from typing import List, Optional, Sequence
 
 from mmengine.config import Config
 
+from ..utils import InvalidInputError
+from ..utils.config import load_config
+
 #: Transforms that read annotations: images to segment have none.
 ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadPanopticAnnotations', 'mmdet.LoadAnnotations',
                       'mmdet.LoadPanopticAnnotations', 'SetSegMapPath')
@@ -35,6 +38,37 @@ def inference_pipeline(cfg: Config, loader: str = 'mmdet.InferencerLoader') -> L
     return pipeline
 
 
+def check_image_size(pipeline: Sequence[dict], shape: Sequence[int], name: str) -> None:
+    """Refuse an image that a keep-ratio ``Resize`` of ``pipeline`` would
+    shrink to a side of 0 pixels (e.g. 10 x 4000 to a 96 x 96 scale), where
+    mmcv would fail inside OpenCV.
+
+    Args:
+        pipeline (Sequence[dict]): the transform configs (see
+            :func:`inference_pipeline`).
+        shape (Sequence[int]): the image's ``(H, W, ...)``.
+        name (str): the image, for the message.
+
+    Raises:
+        InvalidInputError: naming the image, its size and the resize.
+    """
+    import mmcv
+    height, width = int(shape[0]), int(shape[1])
+    for transform in pipeline:
+        kind = str(transform.get('type', '')).split('.')[-1]
+        if kind != 'Resize' or not transform.get('keep_ratio') or not transform.get('scale'):
+            continue
+        scale = transform['scale']
+        scale = (scale, scale) if isinstance(scale, int) else tuple(scale)
+        new_w, new_h = mmcv.rescale_size((width, height), scale)
+        if min(new_w, new_h) < 1:
+            raise InvalidInputError(
+                f'image {name} ({width} x {height} pixels) is too elongated for the test '
+                f'pipeline: its Resize to {scale} keeping the aspect ratio would make a side 0 '
+                'pixels; crop or pad it to a less elongated shape.')
+        height, width = new_h, new_w
+
+
 def inference_config(config: str,
                      cfg_options: Optional[dict] = None,
                      random_weights: bool = False,
@@ -52,9 +86,11 @@ def inference_config(config: str,
 
     Returns:
         Config: the config.
+
+    Raises:
+        MissingInputError: the config file does not exist.
     """
-    cfg = Config.fromfile(config)
-    cfg.merge_from_dict(cfg_options or {})
+    cfg = load_config(config, cfg_options)
     if random_weights:
         cfg.model.clip.pretrained = None
         if 'checkpoint' in cfg.model.proposer:

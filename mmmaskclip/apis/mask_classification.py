@@ -1,18 +1,19 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """Python API: classify given masks of an image with any vocabulary."""
 import contextlib
-import os.path as osp
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
 
-import mmcv
 import numpy as np
 import torch
-from mmdet.registry import MODELS
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 
-from .inference_pipeline import inference_pipeline
+from ..models.utils import first_occurrences, parse_class_names
+from ..utils import InvalidInputError, check_device, check_file, read_image
+from ..utils.config import load_config
+from .inference_pipeline import check_image_size, inference_pipeline
+from .model_checks import build_model, load_weights
 
 ImageType = Union[str, np.ndarray]
 
@@ -65,64 +66,116 @@ def init_mask_classifier(config: Union[str, Config] = DEFAULT_CONFIG,
 
     Returns:
         nn.Module: the model in eval mode on ``device``, its config as ``cfg``.
+
+    Raises:
+        InvalidInputError: one sentence naming the bad input: a device this
+            machine lacks, a missing config, an unknown registry type, an
+            ``encoder_input_size`` that is no multiple of the patch, or a
+            ``load_from`` checkpoint that is unusable or of another variant
+            (its mismatching keys named).
     """
     import mmmaskclip  # noqa: F401  (registers the modules)
-    from mmmaskclip.utils import resolve_config_path
-    cfg = config if isinstance(config, Config) else Config.fromfile(resolve_config_path(config))
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    check_device(device)
+    if isinstance(config, Config):
+        cfg = config
+        cfg.merge_from_dict(cfg_options or {})
+    else:
+        cfg = load_config(config, cfg_options)
     cfg.model.proposer = ConfigDict(type='GivenMaskProposer')  # replaced, not merged
     cfg.model.update(head=None, void_class=None, output_proposals=True)
     cfg.model.post_processor.update(panoptic_on=False, instance_on=False, semantic_on=False)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model = MODELS.build(cfg.model)
-    if cfg.get('load_from'):
-        from mmengine.runner import load_checkpoint
-        load_checkpoint(model, cfg.load_from, map_location='cpu')
+    model = build_model(cfg)
+    load_weights(model, cfg.get('load_from') or None)
     model.cfg = cfg
     return model.to(device).eval()
 
 
 def load_image(image: ImageType) -> np.ndarray:
-    """An image path or array -> RGB uint8 ``(H, W, 3)``."""
+    """An image path or array -> RGB uint8 ``(H, W, 3)``.
+
+    Files are read as the test pipeline reads them (see
+    :func:`~mmmaskclip.utils.read_image`: any grayscale, RGBA, 16-bit,
+    palette or CMYK file, the EXIF orientation applied).
+
+    Raises:
+        InvalidInputError: naming the file (missing, empty, not an image,
+            truncated) or the array's wrong shape or dtype.
+    """
     if isinstance(image, str):
-        if not osp.isfile(image):
-            raise FileNotFoundError(f'Image not found: {image}')
-        return mmcv.imread(image, channel_order='rgb')
+        return read_image(image, channel_order='rgb')
     image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError('Images must be RGB uint8 arrays (H, W, 3), got '
-                         f'{image.dtype} {image.shape}.')
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or not image.size:
+        raise InvalidInputError('Image arrays must be RGB uint8 (H, W, 3) with H, W >= 1, got '
+                                f'{image.dtype} {image.shape}: convert it, e.g. with '
+                                "mmcv.imread(path, channel_order='rgb').")
     return image
+
+
+def _read_mask_file(path: str) -> np.ndarray:
+    """The array of a masks file: ``.npy``/``.npz`` (its first array), else a
+    label-map image (a COCO-panoptic RGB PNG as ids ``R + 256 G + 256² B``)."""
+    check_file(path, 'masks file')
+    if not path.endswith(('.npy', '.npz')):
+        label = read_image(path, flag='unchanged', channel_order='rgb', what='masks file')
+        if label.ndim == 3:
+            label = label[..., :3].astype(np.int64)
+            label = label[..., 0] + 256 * label[..., 1] + 65536 * label[..., 2]
+        ids = [i for i in np.unique(label) if i != 0]
+        return np.stack([label == i for i in ids]) if ids else np.zeros(
+            (0, *label.shape), dtype=bool)
+    try:
+        data = np.load(path)
+        arr = data[data.files[0]] if isinstance(data, np.lib.npyio.NpzFile) else data
+    except Exception as err:  # noqa: B902  (garbage, pickled objects, no array)
+        raise InvalidInputError(f'masks file {path} holds no readable array ({type(err).__name__}: '
+                                f'{str(err)[:80]}): save the masks with np.save or '
+                                'np.savez.') from err
+    return arr
 
 
 def load_masks(masks: Union[str, np.ndarray, torch.Tensor]) -> np.ndarray:
     """Masks from a file or array -> bool ``(M, H, W)``.
 
     Files: a ``.npy``/``.npz`` of ``(M, H, W)`` masks or logits (> 0 is
-    inside), or a label-map image (PNG) where every value except 0 is one
-    mask (0 = unlabelled); a COCO-panoptic RGB PNG is read as ids
-    ``R + 256 G + 256² B``.
+    inside), or a label-map image (PNG, 8- or 16-bit) where every value
+    except 0 is one mask (0 = unlabelled); a COCO-panoptic RGB PNG is read as
+    ids ``R + 256 G + 256² B``. Masks of any resolution are resized to the
+    image by :func:`classify_masks`; zero masks give zero rows.
+
+    Raises:
+        InvalidInputError: naming the bad input: a missing or unreadable
+            file, a shape other than ``(M, H, W)`` with ``H, W >= 1``, a
+            non-numeric dtype, or NaN or infinite logits.
     """
-    if isinstance(masks, str):
-        if not osp.isfile(masks):
-            raise FileNotFoundError(f'Mask file not found: {masks}')
-        if masks.endswith(('.npy', '.npz')):
-            data = np.load(masks)
-            arr = data[data.files[0]] if isinstance(data, np.lib.npyio.NpzFile) else data
-            masks = arr
-        else:
-            label = mmcv.imread(masks, flag='unchanged', channel_order='rgb')
-            if label.ndim == 3:
-                label = label[..., :3].astype(np.int64)
-                label = label[..., 0] + 256 * label[..., 1] + 65536 * label[..., 2]
-            ids = [i for i in np.unique(label) if i != 0]
-            return np.stack([label == i for i in ids]) if ids else np.zeros(
-                (0, *label.shape), dtype=bool)
-    arr = masks.cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
-    if arr.ndim != 3:
-        raise ValueError(f'Masks must be (M, H, W), got shape {arr.shape}.')
+    arr = _read_mask_file(masks) if isinstance(masks, str) else masks
+    arr = arr.detach().cpu().numpy() if isinstance(arr, torch.Tensor) else np.asarray(arr)
+    what = f'masks file {masks}' if isinstance(masks, str) else 'masks'
+    if arr.ndim != 3 or not all(arr.shape[1:]):
+        raise InvalidInputError(f'{what} must be (M, H, W) with H, W >= 1, got shape {arr.shape}'
+                                ': stack the masks along a first axis (one mask: masks[None]).')
+    if arr.dtype != bool and arr.dtype.kind not in 'iuf':
+        raise InvalidInputError(f'{what} must be booleans, 0/1 or logits, got dtype {arr.dtype}.')
+    if arr.dtype.kind == 'f' and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise InvalidInputError(f'{what} hold {bad} NaN or infinite value(s): give finite '
+                                'logits (> 0 is inside) or booleans.')
     return arr > 0 if arr.dtype != bool else arr
+
+
+def check_class_names(class_names: Sequence[str]) -> List[str]:
+    """The vocabulary of :func:`classify_masks`: strings, none empty or
+    whitespace-only, at least one; duplicates (up to case and whitespace)
+    dropped with an ``InputWarning`` naming them, the first occurrence
+    kept, as :func:`~mmmaskclip.apis.build_vocabulary` does.
+
+    Raises:
+        TypeError | InvalidInputError: naming the bad entry.
+    """
+    names = parse_class_names(list(class_names))
+    if not names:
+        raise InvalidInputError('The vocabulary is empty: give at least one class name.')
+    return [names[i] for i in first_occurrences(names)]
 
 
 @torch.no_grad()
@@ -143,6 +196,10 @@ def classify_masks(model: torch.nn.Module,
             whole image (any resolution; bool, 0/1 or logits) or a file, see
             :func:`load_masks`.
         class_names (Sequence[str]): the vocabulary; commas join synonyms.
+            A name equal to an earlier one up to case and whitespace is
+            dropped with an ``InputWarning`` (the first is kept, see
+            :func:`check_class_names`); ``class_names`` of the result is the
+            vocabulary used.
         dtype (str, optional): ``'bfloat16'`` or ``'float16'`` runs the model
             under ``torch.autocast`` (mixed precision, the weights stay
             float32); None (or ``'float32'``) runs in float32.
@@ -154,7 +211,9 @@ def classify_masks(model: torch.nn.Module,
     Raises:
         ValueError: for an unknown ``dtype``; ``UnsupportedAutocastError``
             (a ``ValueError``) if torch cannot autocast to it on the model's
-            device.
+            device; an empty vocabulary or name; ``InvalidInputError`` for an
+            unreadable image or masks (see :func:`load_image`,
+            :func:`load_masks`). All before the model runs.
     """
     from mmengine.dataset import Compose, pseudo_collate
     from mmengine.structures import InstanceData
@@ -163,15 +222,17 @@ def classify_masks(model: torch.nn.Module,
     from mmmaskclip.engine.loops import autocast_dtype as parse_dtype
     if isinstance(class_names, str):
         raise TypeError('class_names must be a list of names, not one string.')
+    class_names = check_class_names(class_names)
     autocast_dtype = parse_dtype(dtype)
     device_type = model_device_type(model)
     if autocast_dtype is not None:
         check_autocast(device_type, autocast_dtype)
     rgb = load_image(image)
     binary = load_masks(masks)
-    pipeline = Compose(inference_pipeline(model.cfg))
-    data = pipeline(
-        dict(img=np.ascontiguousarray(rgb[..., ::-1]), img_id=0, text=list(class_names)))
+    transforms = inference_pipeline(model.cfg)
+    check_image_size(transforms, rgb.shape, image if isinstance(image, str) else 'array')
+    data = Compose(transforms)(
+        dict(img=np.ascontiguousarray(rgb[..., ::-1]), img_id=0, text=class_names))
     data['data_samples'].proposals = InstanceData(masks=torch.from_numpy(binary))
     autocast = contextlib.nullcontext() if autocast_dtype is None else torch.autocast(
         device_type, dtype=autocast_dtype)
@@ -184,5 +245,5 @@ def classify_masks(model: torch.nn.Module,
         probs=probs,
         labels=labels,
         scores=scores,
-        class_names=list(class_names),
+        class_names=class_names,
         mask_logits=pred.mask_logits.float().cpu().numpy())

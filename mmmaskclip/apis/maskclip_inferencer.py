@@ -3,6 +3,7 @@
 the vocabulary given per call."""
 import copy
 import os.path as osp
+import warnings
 from typing import Optional, Sequence, Union
 
 import mmcv
@@ -10,17 +11,52 @@ import mmengine
 import numpy as np
 import torch
 from mmdet.apis import DetInferencer
+from mmdet.apis.det_inferencer import IMG_EXTENSIONS
 from mmdet.structures import DetDataSample
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
+from mmengine.config import Config
 
 from ..engine.loops import autocast_dtype, check_autocast, model_device_type
+from ..utils import InputWarning, InvalidInputError, check_device, read_image
+from ..utils.config import load_config
+from .drawing import MAX_DRAWING_SIDE, drawing_image, drawing_prediction
 from .export import export_prediction
-from .inference_pipeline import inference_pipeline
+from .inference_pipeline import check_image_size, inference_pipeline
+from .model_checks import build_model, load_weights
 from .video import is_video, segment_video
 from .vocabularies import per_image_vocabularies
 
 #: Task -> the prediction field that holds it.
 TASK_FIELDS = dict(panoptic='pred_panoptic_seg', semantic='pred_sem_seg', instance='pred_instances')
+
+
+class ImageFileLoader:
+    """mmdet's ``InferencerLoader`` whose image files are read by
+    :func:`~mmmaskclip.utils.read_image` (as ``LoadImageFromFile`` reads
+    them, but an unreadable file raises one sentence naming it).
+
+    Images that the pipeline's resize would shrink to nothing are refused
+    too (see :func:`~mmmaskclip.apis.inference_pipeline.check_image_size`).
+
+    Args:
+        loader (callable): mmdet's loader, for arrays and the image meta.
+        pipeline (list[dict]): the configs of the pipeline's transforms.
+    """
+
+    def __init__(self, loader, pipeline: Sequence[dict]) -> None:
+        self.loader = loader
+        self.pipeline = pipeline
+
+    def __call__(self, results):
+        if isinstance(results, str):
+            results = dict(img_path=results)
+        path = results.get('img_path') if isinstance(results, dict) else None
+        if path is not None and 'img' not in results:
+            loaded = self.loader(dict(results, img=read_image(path, channel_order='bgr')))
+            loaded['img_path'] = path
+        else:
+            loaded = self.loader(results)
+        check_image_size(self.pipeline, loaded['img'].shape, path or 'array')
+        return loaded
 
 
 class MaskCLIPInferencer(DetInferencer):
@@ -35,8 +71,9 @@ class MaskCLIPInferencer(DetInferencer):
         ...            stuff_texts=['sky', 'grass'], out_dir='outputs')
 
     Args:
-        model (str): a MaskCLIP config file (its test pipeline is used,
-            without annotation loading).
+        model (str | Config): a MaskCLIP config (file; ``mmmaskclip::``
+            names one of ours); its test pipeline is used, without
+            annotation loading.
         weights (str, optional): a MaskCLIP checkpoint (trainable parts);
             None for a training-free model (MaskCLIP w/o RMA).
         device (str, optional): e.g. ``'cuda:0'``; picks one if None.
@@ -45,17 +82,28 @@ class MaskCLIPInferencer(DetInferencer):
         dtype (str, optional): ``'float16'`` or ``'bfloat16'`` runs the model
             under ``torch.autocast`` (mixed precision); None (or
             ``'float32'``) runs in float32.
+        max_drawing_side (int, optional): drawings of larger images are made
+            this many pixels on the long side (drawing holds ~110 bytes a
+            pixel: 1.3 GB for a 12-megapixel photo); predictions and saved
+            masks keep the image's size. None draws at full size. Default
+            2048.
     """
 
     def __init__(self,
-                 model: str,
+                 model: Union[str, Config],
                  weights: Optional[str] = None,
                  device: Optional[str] = None,
                  palette: str = 'random',
                  show_progress: bool = True,
-                 dtype: Optional[str] = None) -> None:
+                 dtype: Optional[str] = None,
+                 max_drawing_side: Optional[int] = MAX_DRAWING_SIDE) -> None:
         import mmmaskclip  # noqa: F401  (registers the modules)
         self.dtype = autocast_dtype(dtype)
+        self.max_drawing_side = max_drawing_side
+        check_device(device)
+        if isinstance(model, str):
+            model = load_config(model)
+        self._skip_bad_images = False
         super().__init__(
             model=model,
             weights=weights,
@@ -74,19 +122,53 @@ class MaskCLIPInferencer(DetInferencer):
         with torch.autocast(model_device_type(self.model), dtype=self.dtype):
             return super().forward(inputs, **kwargs)
 
+    def _init_model(self, cfg, weights: Optional[str], device: str = 'cpu'):
+        """mmengine's, with bad configs and checkpoints reported in one
+        sentence (see :mod:`~mmmaskclip.apis.model_checks`): a checkpoint
+        must fit the config exactly (an RMA checkpoint needs its RMA
+        config)."""
+        model = build_model(cfg)
+        model.cfg = cfg
+        self._load_weights_to_model(model, load_weights(model, weights), cfg)
+        return model.to(device).eval()
+
     def _load_weights_to_model(self, model, checkpoint: Optional[dict], cfg) -> None:
-        """Load a MaskCLIP checkpoint (CLIP and the proposer come with the
-        model); class names come from each call's vocabulary."""
-        if checkpoint is not None:
-            _load_checkpoint_to_model(model, checkpoint)
+        """The checkpoint is in already (:meth:`_init_model`; CLIP and the
+        proposer come with the model); class names come from each call's
+        vocabulary."""
         model.dataset_meta = dict(classes=(), palette_name=self.palette)
 
     def _init_pipeline(self, cfg):
         """The config's test pipeline without annotation loading, packing the
-        vocabulary into each sample (mmdet swaps in its own image loader)."""
+        vocabulary into each sample; image files are read by
+        :func:`~mmmaskclip.utils.read_image` (as mmcv's loader reads them,
+        an unreadable file raising one sentence that names it)."""
         cfg = copy.deepcopy(cfg)
-        cfg.test_dataloader.dataset.pipeline = inference_pipeline(cfg, loader=None)
-        return super()._init_pipeline(cfg)
+        transforms = inference_pipeline(cfg, loader=None)
+        cfg.test_dataloader.dataset.pipeline = transforms
+        pipeline = super()._init_pipeline(cfg)
+        pipeline.transforms[0] = ImageFileLoader(pipeline.transforms[0], transforms)
+        return pipeline
+
+    def _get_chunk_data(self, inputs, chunk_size: int):
+        """Batches of ``(input, data)``; among several inputs an unreadable
+        image is reported (an ``InputWarning`` naming it) and skipped."""
+        chunk = []
+        for item in inputs:
+            try:
+                data = self.pipeline(copy.deepcopy(item) if isinstance(item, dict) else item)
+            except InvalidInputError as err:
+                if not self._skip_bad_images:
+                    raise
+                warnings.warn(f'skipped: {err}', InputWarning)
+                continue
+            original = item.get('img', item.get('img_path')) if isinstance(item, dict) else item
+            chunk.append((original, data))
+            if len(chunk) == chunk_size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
     visualize_kwargs = DetInferencer.visualize_kwargs | {'tasks'}
 
@@ -98,7 +180,8 @@ class MaskCLIPInferencer(DetInferencer):
                   no_save_vis: bool = False,
                   img_out_dir: str = '',
                   **kwargs):
-        """Draw with mmdet's visualiser.
+        """Draw with mmdet's visualiser, at most ``max_drawing_side`` pixels
+        on the long side (see :mod:`~mmmaskclip.apis.drawing`).
 
         Args:
             tasks (Sequence[str], optional): ``'panoptic'``, ``'semantic'``
@@ -106,39 +189,45 @@ class MaskCLIPInferencer(DetInferencer):
                 side by side in this order. None draws what the predictions
                 hold, on one image (mmdet's way).
             return_vis, no_save_vis, img_out_dir, **kwargs: as
-                ``DetInferencer.visualize`` (``show`` needs ``tasks=None``).
+                ``DetInferencer.visualize`` (``show``, ``pred_score_thr``, ...).
 
         Returns:
             list[np.ndarray] | None: the RGB drawings when ``return_vis``.
         """
-        if not tasks:
-            return self._draw(inputs, preds, return_vis, no_save_vis, img_out_dir, **kwargs)
-        unknown = set(tasks) - set(TASK_FIELDS)
+        unknown = set(tasks or ()) - set(TASK_FIELDS)
         if unknown:
             raise ValueError(f'Unknown task(s) {sorted(unknown)}: choose from {list(TASK_FIELDS)}.')
+        img_out_dir = '' if no_save_vis else img_out_dir
+        if not (return_vis or img_out_dir or kwargs.get('show')):
+            return None
         names = []
         for single in inputs:
             names.append(
                 osp.basename(single)
                 if isinstance(single, str) else f'{self.num_visualized_imgs + len(names):08d}.jpg')
-        views = []
-        for task in tasks:
-            only = [DetDataSample(metainfo=p.metainfo) for p in preds]
-            for view, pred in zip(only, preds):
-                if TASK_FIELDS[task] in pred:
-                    view.set_field(pred.get(TASK_FIELDS[task]), TASK_FIELDS[task])
-            views.append(self._draw(inputs, only, True, True, '', **kwargs))
-            self.num_visualized_imgs -= sum(not isinstance(i, str) for i in inputs)
         self.num_visualized_imgs += sum(not isinstance(i, str) for i in inputs)
+        images = [drawing_image(single, self.max_drawing_side) for single in inputs]
+        score_thr = kwargs.get('pred_score_thr', 0.3)
+        small = [drawing_prediction(p, i.shape[:2], score_thr) for p, i in zip(preds, images)]
+        views = []
+        for task in tasks or [None]:
+            only = small
+            if task is not None:
+                only = [DetDataSample(metainfo=p.metainfo) for p in small]
+                for view, pred in zip(only, small):
+                    if TASK_FIELDS[task] in pred:
+                        view.set_field(pred.get(TASK_FIELDS[task]), TASK_FIELDS[task])
+            views.append(self._draw(images, only, **kwargs))
         drawings = [np.concatenate(parts, axis=1) for parts in zip(*views)]
-        if img_out_dir and not no_save_vis:
+        if img_out_dir:
             for name, drawing in zip(names, drawings):
                 mmcv.imwrite(drawing[..., ::-1], osp.join(img_out_dir, 'vis', name))
         return drawings if return_vis else None
 
-    def _draw(self, inputs, preds, return_vis, no_save_vis, img_out_dir, **kwargs):
-        """mmdet's drawing; an empty panoptic result (all VOID, which mmdet
-        cannot draw) leaves the image bare."""
+    def _draw(self, images, preds, **kwargs):
+        """mmdet's drawing of RGB ``images``, returned, not saved; an empty
+        panoptic result (all VOID, which mmdet cannot draw) leaves the image
+        bare."""
         void = len(self.visualizer.dataset_meta['classes'])
         hidden = []
         for pred in preds:
@@ -146,15 +235,12 @@ class MaskCLIPInferencer(DetInferencer):
             if pan is not None and bool((pan.sem_seg == void).all()):
                 hidden.append((pred, pan))
                 del pred.pred_panoptic_seg
+        count = self.num_visualized_imgs
         try:
             return super().visualize(
-                inputs,
-                preds,
-                return_vis=return_vis,
-                no_save_vis=no_save_vis,
-                img_out_dir=img_out_dir,
-                **kwargs)
+                images, preds, return_vis=True, no_save_vis=True, img_out_dir='', **kwargs)
         finally:
+            self.num_visualized_imgs = count
             for pred, pan in hidden:
                 pred.pred_panoptic_seg = pan
 
@@ -203,13 +289,25 @@ class MaskCLIPInferencer(DetInferencer):
             dict: ``predictions`` and ``visualization``, as ``DetInferencer``;
             for a video ``predictions`` (one per frame) and ``video`` (see
             :func:`mmmaskclip.apis.video.segment_video`).
+
+        Raises:
+            InvalidInputError: one image that cannot be read (missing,
+                empty, not an image, truncated), named; among several inputs
+                (a folder, a list) such an image is skipped with an
+                ``InputWarning`` naming it and the others are segmented (the
+                predictions then hold fewer entries than the inputs).
         """
         if is_video(inputs):
             return segment_video(
                 self, inputs, texts=texts, stuff_texts=stuff_texts, vocab=vocab, **kwargs)
-        num = len(self._inputs_to_list(inputs))
-        vocabularies = per_image_vocabularies(num, vocab, texts, stuff_texts)
+        listed = self._inputs_to_list(inputs)
+        if isinstance(inputs, str) and not listed and osp.isdir(inputs):
+            raise InvalidInputError(f'folder {inputs} holds no image file (mmdet reads '
+                                    f'{", ".join(IMG_EXTENSIONS)}): give images or a folder '
+                                    'of them.')
+        vocabularies = per_image_vocabularies(len(listed), vocab, texts, stuff_texts)
         self.visualizer.dataset_meta = self.model.dataset_meta  # named by the model
+        self._skip_bad_images = len(listed) > 1 or (isinstance(inputs, str) and osp.isdir(inputs))
         return super().__call__(
             inputs,
             texts=[list(v.things) for v in vocabularies],

@@ -1,11 +1,11 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """Vocabularies for inference: dataset presets, files of names and free names."""
-import json
 import os.path as osp
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple, Union
 
-from mmmaskclip.models.utils import parse_class_names
+from mmmaskclip.models.utils import first_occurrences, parse_class_names
+from mmmaskclip.utils import InvalidInputError, check_file, read_json
 
 
 @dataclass(frozen=True)
@@ -27,16 +27,24 @@ class ClassVocabulary:
         return self.things + self.stuff
 
     def __add__(self, other: 'ClassVocabulary') -> 'ClassVocabulary':
-        """Both vocabularies; a name already present keeps its first role."""
-        seen = set(self.names)
-        things = self.things + tuple(n for n in _unique(other.things) if n not in seen)
-        seen |= set(things)
-        stuff = self.stuff + tuple(n for n in _unique(other.stuff) if n not in seen)
-        return ClassVocabulary(things, stuff)
+        """Both vocabularies; a name already present (up to case and
+        whitespace) keeps its first role."""
+        return combine_vocabularies([self, other], warn=False)
 
 
-def _unique(names: Iterable[str]) -> Tuple[str, ...]:
-    return tuple(dict.fromkeys(names))
+def combine_vocabularies(parts: Iterable[ClassVocabulary], warn: bool = True) -> ClassVocabulary:
+    """One vocabulary of ``parts`` in order, without duplicates: a name
+    equal to an earlier one up to case and whitespace is dropped (with an
+    ``InputWarning`` naming it when ``warn``), the first keeps its role (see
+    :func:`~mmmaskclip.models.utils.first_occurrences`)."""
+    names, is_thing = [], []
+    for part in parts:
+        names += part.names
+        is_thing += [True] * len(part.things) + [False] * len(part.stuff)
+    keep = first_occurrences(names, warn=warn)
+    return ClassVocabulary(
+        tuple(names[i] for i in keep if is_thing[i]),
+        tuple(names[i] for i in keep if not is_thing[i]))
 
 
 def _coco() -> ClassVocabulary:
@@ -106,20 +114,21 @@ def read_vocabulary_file(path: str) -> ClassVocabulary:
 
     Returns:
         ClassVocabulary: its names.
+
+    Raises:
+        InvalidInputError: (``MissingInputError`` for a missing file) naming
+            the file: not JSON, another structure, a bad role, an empty name.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Vocabulary file {path!r} does not exist.')
-    with open(path, encoding='utf-8') as f:
-        if path.endswith('.json'):
-            data = json.load(f)
-            if isinstance(data, list):
-                return ClassVocabulary(parse_class_names(data))
-            if isinstance(data, dict) and set(data) <= {'things', 'stuff'}:
-                return ClassVocabulary(
-                    parse_class_names(data.get('things', [])),
-                    parse_class_names(data.get('stuff', [])))
-            raise ValueError(f'{path}: expected a list of names or {{"things": [...], '
-                             f'"stuff": [...]}}, got {type(data).__name__}.')
+    if path.endswith('.json'):
+        data = read_json(path, 'vocabulary file')
+        if isinstance(data, list):
+            return ClassVocabulary(parse_class_names(data))
+        if isinstance(data, dict) and set(data) <= {'things', 'stuff'}:
+            return ClassVocabulary(
+                parse_class_names(data.get('things', [])), parse_class_names(data.get('stuff', [])))
+        raise InvalidInputError(f'{path}: expected a list of names or {{"things": [...], '
+                                f'"stuff": [...]}}, got {type(data).__name__}.')
+    with open(check_file(path, 'vocabulary file'), encoding='utf-8') as f:
         things, stuff = [], []
         for number, line in enumerate(f, 1):
             line = line.split('#', 1)[0].strip()
@@ -128,8 +137,8 @@ def read_vocabulary_file(path: str) -> ClassVocabulary:
             name, _, role = line.rpartition(':') if ':' in line else (line, '', 'thing')
             role = role.strip().lower()
             if role not in ('thing', 'stuff'):
-                raise ValueError(f"{path}:{number}: the role after ':' must be 'thing' or "
-                                 f"'stuff', got {role!r}.")
+                raise InvalidInputError(f"{path}:{number}: the role after ':' must be 'thing' or "
+                                        f"'stuff', got {role!r}.")
             (things if role == 'thing' else stuff).append(name.strip())
     return ClassVocabulary(parse_class_names(things), parse_class_names(stuff))
 
@@ -148,20 +157,29 @@ def build_vocabulary(vocab: Union[None, str, Sequence[str]] = None,
 
     Returns:
         ClassVocabulary: presets and files first, then ``texts`` and
-        ``stuff_texts``; a repeated name keeps its first role.
+        ``stuff_texts``. Duplicates are dropped with an ``InputWarning`` that
+        names them: a name equal to an earlier one up to case and whitespace
+        (CLIP would embed both alike and split the class's probability
+        between them); the first occurrence keeps its place and role.
+
+    Raises:
+        InvalidInputError: (a ``ValueError``) an unknown preset, an empty
+            vocabulary or an empty name.
     """
-    out = ClassVocabulary()
+    parts = []
     for item in ([vocab] if isinstance(vocab, str) else list(vocab or ())):
         if item in PRESETS:
-            out = out + PRESETS[item]()
+            parts.append(PRESETS[item]())
         elif osp.isfile(item):
-            out = out + read_vocabulary_file(item)
+            parts.append(read_vocabulary_file(item))
         else:
-            raise ValueError(f'Unknown vocabulary {item!r}: a preset ({", ".join(PRESETS)}) '
-                             'or a file of names.')
-    out = out + ClassVocabulary(parse_class_names(texts), parse_class_names(stuff_texts))
+            raise InvalidInputError(f'Unknown vocabulary {item!r}: a preset ({", ".join(PRESETS)}) '
+                                    'or a file of names.')
+    parts.append(ClassVocabulary(parse_class_names(texts), parse_class_names(stuff_texts)))
+    out = combine_vocabularies(parts)
     if not out.names:
-        raise ValueError('The vocabulary is empty: give a preset, a file, texts or stuff_texts.')
+        raise InvalidInputError(
+            'The vocabulary is empty: give a preset, a file, texts or stuff_texts.')
     return out
 
 

@@ -23,6 +23,8 @@ from mmengine.evaluator import Evaluator
 from mmengine.runner.loops import TestLoop, ValLoop, _update_losses
 from torch.utils.data import DataLoader
 
+from ..utils import user_error
+
 #: ``dtype`` option -> the autocast dtype (None: float32, no autocast).
 AUTOCAST_DTYPES = {
     None: None,
@@ -32,6 +34,7 @@ AUTOCAST_DTYPES = {
 }
 
 
+@user_error
 class UnsupportedAutocastError(ValueError):
     """torch cannot autocast to the requested dtype on this device."""
 

@@ -4,6 +4,8 @@ import torch.nn as nn
 from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 
+from .fsdp import clip_grad_norm_globally, is_fsdp
+
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
@@ -15,6 +17,11 @@ class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     Mask Attention layers: this constructor builds the optimizer exactly as
     the default one does (``paramwise_cfg`` included) and then removes every
     frozen parameter, and every group left empty, from it.
+
+    Under FSDP (mmengine's ``FSDPStrategy``: the model is a
+    ``FullyShardedDataParallel``), ``clip_grad`` norm clipping uses the norm
+    of the whole gradient over all processes, as it does under DDP
+    (:func:`~mmmaskclip.engine.fsdp.clip_grad_norm_globally`).
 
     Raises:
         ValueError: when the model has no trainable parameter at all (a
@@ -40,4 +47,6 @@ class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             if group['params']:
                 groups.append(group)
         optimizer.param_groups = groups
+        if is_fsdp(model):
+            clip_grad_norm_globally(optim_wrapper, model)
         return optim_wrapper

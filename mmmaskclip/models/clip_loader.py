@@ -16,9 +16,12 @@ from urllib.parse import urlparse
 import torch
 import torch.nn as nn
 
+from ..utils import checkpoint_error, user_error
+
 ClipConfig = Union[dict, nn.Module]
 
 
+@user_error
 class CLIPWeightsNotFoundError(RuntimeError):
     """Raised when CLIP weights can be neither found locally nor downloaded."""
 
@@ -98,6 +101,19 @@ def _load_url_weights(model: nn.Module, url: str) -> None:
     model.load_state_dict(state, strict=True)
 
 
+@contextlib.contextmanager
+def _local_weights_errors(pretrained: Optional[str]):
+    """A local CLIP weights file that fails to load (empty, truncated,
+    garbage, another architecture) raises one sentence naming it."""
+    try:
+        yield
+    except Exception as err:  # noqa: B902  (re-raised unless a local file)
+        error = checkpoint_error(pretrained, err, 'CLIP weights')
+        if error is None:
+            raise
+        raise error from err
+
+
 def build_clip_model(clip: ClipConfig) -> nn.Module:
     """Build (or pass through) a frozen-ready open_clip model.
 
@@ -151,14 +167,15 @@ def build_clip_model(clip: ClipConfig) -> nn.Module:
     if model_cfg is not None:
         model = open_clip.CLIP(**model_cfg)
         if pretrained and not url:
-            open_clip.load_checkpoint(model, pretrained)
+            with _local_weights_errors(pretrained):
+                open_clip.load_checkpoint(model, pretrained)
     else:
         try:
             tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) if pretrained else {}
             if (tag_cfg or {}).get('quick_gelu'):
                 # e.g. OpenAI's weights need QuickGELU; open_clip only warns.
                 clip.setdefault('force_quick_gelu', True)
-            with _offline_hub_if_unreachable():
+            with _offline_hub_if_unreachable(), _local_weights_errors(pretrained):
                 model = open_clip.create_model(
                     name, pretrained=None if url else pretrained, cache_dir=cache_dir, **clip)
         except RuntimeError as err:

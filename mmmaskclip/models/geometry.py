@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .utils import PAD_MASK_LOGIT, resize_mask_logits
+from .utils import PAD_MASK_LOGIT, resize_mask_logits, shrinks_much
 
 
 def shape2(shape: Sequence[int]) -> Tuple[int, int]:
@@ -90,6 +90,100 @@ def to_original_geometry(logits: Tensor,
     if not out:
         return logits.new_zeros(0, *shape2(out_size), dtype=torch.float32)
     return torch.cat(out)
+
+
+def _resize_axis(x: Tensor, length: int, dim: int, antialias: bool) -> Tensor:
+    """Bilinear resize of ``(N, A, B)`` along ``dim`` (1 or 2) to ``length``,
+    the other side unchanged (an exact identity in ``F.interpolate``)."""
+    if x.shape[dim] == length:
+        return x
+    size = (length, x.shape[2]) if dim == 1 else (x.shape[1], length)
+    return F.interpolate(
+        x[:, None], size=size, mode='bilinear', align_corners=False, antialias=antialias)[:, 0]
+
+
+class OriginalMaskLogits:
+    """Batch mask logits seen over the original image, one band of rows at a
+    time: :func:`to_original_geometry` without ever holding ``M x H x W``.
+
+    A 4000x3000 photo with 100 proposals is 4.8 GB of float logits per copy;
+    consumers that work per pixel (the post-processor) read bands of rows
+    instead. Rows are resampled by a small ``(H, h)`` matrix, the chain of
+    resize, crop, flip and resize along the height (built by running that
+    chain on the identity), columns by the same ``F.interpolate`` steps as
+    :func:`to_original_geometry`; a band of all rows is
+    :func:`to_original_geometry` itself, bit for bit. Bilinear resizing is
+    separable, so bands equal the whole to float rounding.
+
+    Args:
+        logits (Tensor): ``(M, h, w)`` covering the padded batch.
+        meta (dict): the sample's metainfo (``img_shape``, flips).
+        batch_size (tuple[int, int]): the padded batch ``(Hp, Wp)``.
+        out_size (tuple[int, int]): ``(H, W)``, e.g. ``ori_shape``.
+    """
+
+    def __init__(self, logits: Tensor, meta: dict, batch_size: Tuple[int, int],
+                 out_size: Tuple[int, int]) -> None:
+        _check_geometry(meta)
+        self.logits = logits
+        self.meta = meta
+        self.batch_size = shape2(batch_size)
+        self.out_size = shape2(out_size)
+        self.img_size = shape2(meta['img_shape'])
+        direction = meta.get('flip_direction', 'horizontal') if meta.get('flip', False) else None
+        if direction not in (None, 'horizontal', 'vertical', 'diagonal'):
+            raise ValueError(f'Unknown flip direction {direction!r}.')
+        self.flipped = (direction in ('vertical', 'diagonal'), direction
+                        in ('horizontal', 'diagonal'))
+        self.antialias = (shrinks_much(logits.shape[-2:],
+                                       self.batch_size), shrinks_much(self.img_size, self.out_size))
+        self._row_matrix: Optional[Tensor] = None
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        """``(M, H, W)``."""
+        return (int(self.logits.shape[0]), *self.out_size)
+
+    def full(self, index: Optional[Tensor] = None) -> Tensor:
+        """All rows, ``(M', H, W)`` float: :func:`to_original_geometry` of the
+        proposals ``index`` (all by default)."""
+        logits = self.logits if index is None else self.logits[index]
+        return to_original_geometry(logits, self.meta, self.batch_size, self.out_size)
+
+    def _chain(self, x: Tensor, dim: int) -> Tensor:
+        """``(N, A, B)`` along ``dim`` (1: rows, 2: columns): resize to the
+        batch, crop to ``img_shape``, unflip, resize to ``out_size``."""
+        axis = dim - 1
+        x = _resize_axis(x, self.batch_size[axis], dim, self.antialias[0])
+        x = x.narrow(dim, 0, self.img_size[axis])
+        if self.flipped[axis]:
+            x = x.flip(dim)
+        return _resize_axis(x, self.out_size[axis], dim, self.antialias[1])
+
+    def row_matrix(self) -> Tensor:
+        """``(H, h)``: output row ``i`` = ``sum_a R[i, a]`` input row ``a``."""
+        if self._row_matrix is None:
+            height = self.logits.shape[-2]
+            eye = torch.eye(height, dtype=torch.float32, device=self.logits.device)
+            # two columns: torch's antialiased resize errs on 1-pixel-wide inputs
+            eye = eye[:, :, None].expand(-1, -1, 2).contiguous()
+            self._row_matrix = self._chain(eye, 1)[:, :, 0].t().contiguous()
+        return self._row_matrix
+
+    def rows(self, start: int, stop: int, index: Optional[Tensor] = None) -> Tensor:
+        """Rows ``start:stop`` of the proposals ``index`` (all by default):
+        ``(M', stop - start, W)`` float logits."""
+        if start == 0 and stop >= self.out_size[0]:
+            return self.full(index)
+        logits = self.logits if index is None else self.logits[index]
+        weights = self.row_matrix()[start:stop]
+        used = weights.any(0).nonzero()[:, 0]
+        if len(used) == 0 or len(logits) == 0:
+            return logits.new_zeros(
+                len(logits), stop - start, self.out_size[1], dtype=torch.float32)
+        low, high = int(used[0]), int(used[-1]) + 1
+        band = torch.einsum('rh,mhw->mrw', weights[:, low:high], logits[:, low:high].float())
+        return self._chain(band, 2)
 
 
 # ------------------------------------------------------------- encoder frame

@@ -3,11 +3,16 @@ from typing import Any
 
 from .checkpoint import (get_runner_checkpoint_globals, install_checkpoint_allowlist,
                          runner_checkpoint_globals)
+from .checkpoint_files import check_checkpoint_fits, checkpoint_error, load_checkpoint_file
 from .config import resolve_config_path
+from .input_checks import (InputWarning, InvalidInputError, MissingInputError, as_user_error,
+                           check_device, check_file, read_image, read_json, run_cli, user_error)
 
 __all__ = [
     'RUNNER_CHECKPOINT_GLOBALS', 'get_runner_checkpoint_globals', 'install_checkpoint_allowlist',
-    'runner_checkpoint_globals', 'resolve_config_path'
+    'runner_checkpoint_globals', 'resolve_config_path', 'InputWarning', 'InvalidInputError',
+    'MissingInputError', 'as_user_error', 'check_checkpoint_fits', 'check_device', 'check_file',
+    'checkpoint_error', 'load_checkpoint_file', 'read_image', 'read_json', 'run_cli', 'user_error'
 ]
 
 

@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
 import torch
 
+from .checkpoint_files import call_loader
+
 SafeGlobal = Union[Callable, Tuple[Callable, str]]
 
 # Attribute set on loaders wrapped by :func:`install_checkpoint_allowlist`.
@@ -202,8 +204,9 @@ def _wrap_loader(loader: Callable) -> Callable:
     """Make ``loader`` run inside :func:`runner_checkpoint_globals`.
 
     The wrapped loader also restores what :func:`to_plain_data` converted,
-    so that plain checkpoints load as ordinary ones, and drops code that
-    ``Runner.resume`` would run (:func:`_drop_executable_config`).
+    so that plain checkpoints load as ordinary ones, drops code that
+    ``Runner.resume`` would run (:func:`_drop_executable_config`), and
+    reports an unusable local file in one sentence (``call_loader``).
 
     Args:
         loader (Callable): A checkpoint loader of ``CheckpointLoader``.
@@ -217,8 +220,8 @@ def _wrap_loader(loader: Callable) -> Callable:
 
     @functools.wraps(loader)
     def wrapper(*args, **kwargs):
-        with runner_checkpoint_globals():
-            checkpoint = loader(*args, **kwargs)
+        with runner_checkpoint_globals():  # an unusable file: one sentence naming it
+            checkpoint = call_loader(loader, *args, **kwargs)
         return _drop_executable_config(from_plain_data(checkpoint))
 
     setattr(wrapper, _WRAPPED_ATTR, True)

@@ -1,6 +1,9 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """``mmmaskclip::`` config paths, as ``mmdet::`` names a config shipped with mmdet."""
 import os.path as osp
+from typing import Optional
+
+from .input_checks import MissingInputError, check_file
 
 PREFIX = 'mmmaskclip::'
 
@@ -11,7 +14,8 @@ def resolve_config_path(path: str) -> str:
     other paths are returned unchanged.
 
     Raises:
-        FileNotFoundError: naming the places searched.
+        MissingInputError: (a ``FileNotFoundError``) naming the places
+            searched.
     """
     if not path.startswith(PREFIX):
         return path
@@ -24,5 +28,21 @@ def resolve_config_path(path: str) -> str:
     for candidate in candidates:
         if osp.isfile(candidate):
             return candidate
-    raise FileNotFoundError(f'{path} is not a config of mmmaskclip (looked for '
+    raise MissingInputError(f'{path} is not a config of mmmaskclip (looked for '
                             f'{" and ".join(candidates)}).')
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None):
+    """A config file (``mmmaskclip::`` paths resolved) with ``cfg_options``
+    merged, a missing file reported in one sentence.
+
+    Raises:
+        MissingInputError: the file does not exist.
+    """
+    from mmengine.config import Config
+    path = resolve_config_path(path)
+    if '::' not in path:
+        check_file(path, 'config')
+    cfg = Config.fromfile(path)
+    cfg.merge_from_dict(cfg_options or {})
+    return cfg

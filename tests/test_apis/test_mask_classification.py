@@ -6,29 +6,19 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, load_script, tiny_clip_cfg
+from conftest import REPO, load_script
 from mmengine.config import Config
 from PIL import Image
+from tiny_maskclip import WO_RMA_CONFIG, tiny_classifier_options, write_tiny_classifier_config
 
 from mmmaskclip.apis import (classify_masks, draw_mask_classification, init_mask_classifier,
                              load_masks)
 
 CONFIGS = {
-    'maskclip': osp.join(REPO,
-                         'configs/maskclip/maskclip-wo-rma_vit-l-14-336_coco-panoptic-val.py'),
+    'maskclip': osp.join(REPO, WO_RMA_CONFIG),
     'baseline': osp.join(REPO, 'configs/maskclip/clip-baseline_vit-l-14-336_coco-panoptic-val.py'),
 }
 VOCAB = ['cat', 'dog, puppy', 'red car']
-
-
-def tiny_options(tmp_path, clip):
-    """--cfg-options that swap ViT-L for the tiny CLIP saved to a file."""
-    path = str(tmp_path / 'tiny_clip.pt')
-    torch.save(clip.state_dict(), path)
-    return {
-        'model.clip': dict(_delete_=True, model_cfg=tiny_clip_cfg(), pretrained=path),
-        'model.encoder_input_size': (64, 64)
-    }
 
 
 def write_scene(tmp_path, height=48):
@@ -51,7 +41,8 @@ def test_full_mask_equals_clip_zero_shot(variant, tiny_clip, tmp_path):
     from mmengine.dataset import Compose, pseudo_collate
 
     from mmmaskclip.apis.inference_pipeline import inference_pipeline
-    model = init_mask_classifier(CONFIGS[variant], cfg_options=tiny_options(tmp_path, tiny_clip))
+    model = init_mask_classifier(
+        CONFIGS[variant], cfg_options=tiny_classifier_options(tmp_path, tiny_clip))
     # 50 x 80 -> 800 x 1280 (the config's Resize): no padding to 32
     img_path, _, _ = write_scene(tmp_path, height=50)
     result = classify_masks(model, img_path, np.ones((1, 50, 80), bool), ['cat', 'dog'])
@@ -69,7 +60,8 @@ def test_full_mask_equals_clip_zero_shot(variant, tiny_clip, tmp_path):
 
 def test_classify_masks_and_draw(tiny_clip, tmp_path):
     img_path, label_path, label = write_scene(tmp_path)
-    model = init_mask_classifier(CONFIGS['maskclip'], cfg_options=tiny_options(tmp_path, tiny_clip))
+    model = init_mask_classifier(
+        CONFIGS['maskclip'], cfg_options=tiny_classifier_options(tmp_path, tiny_clip))
     assert type(model).__name__ == 'MaskCLIP' and model.proposer.__class__.__name__ == \
         'GivenMaskProposer'
     result = classify_masks(model, img_path, label_path, VOCAB)
@@ -102,7 +94,8 @@ def test_same_probabilities_as_maskclip_on_a_dataset(tiny_clip, tmp_path):
     from synthetic_coco import write_coco_panoptic
     data = write_coco_panoptic(
         str(tmp_path / 'coco'), num_images=1, image_size=(48, 80), split='val2017')
-    model = init_mask_classifier(CONFIGS['maskclip'], cfg_options=tiny_options(tmp_path, tiny_clip))
+    model = init_mask_classifier(
+        CONFIGS['maskclip'], cfg_options=tiny_classifier_options(tmp_path, tiny_clip))
     dataset_cfg = Config.fromfile(CONFIGS['maskclip']).test_dataloader.dataset
     dataset_cfg.update(
         data_root=data['data_root'],
@@ -144,16 +137,10 @@ def test_load_masks_formats(tmp_path):
 def test_demo_script(tiny_clip, tmp_path, capsys):
     demo = load_script('tools/demo/mask_classification_demo.py')
     img_path, label_path, _ = write_scene(tmp_path)
-    path = str(tmp_path / 'tiny_clip.pt')
-    torch.save(tiny_clip.state_dict(), path)
-    cfg = tmp_path / 'tiny.py'
-    cfg.write_text(f"_base_ = ['{CONFIGS['maskclip']}']\n"
-                   f'model = dict(clip=dict(_delete_=True, model_cfg={tiny_clip_cfg()!r}, '
-                   f'pretrained={path!r}), encoder_input_size=(64, 64))\n')
+    cfg = write_tiny_classifier_config(tmp_path, tiny_clip)
     out = tmp_path / 'out.png'
     assert demo.main(
-        [img_path, label_path, '--vocab', 'cat', 'dog', '--config',
-         str(cfg), '--out',
+        [img_path, label_path, '--vocab', 'cat', 'dog', '--config', cfg, '--out',
          str(out)]) == 0
     assert out.exists()
     assert 'mask   1:' in capsys.readouterr().out

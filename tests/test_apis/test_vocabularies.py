@@ -6,6 +6,7 @@ import pytest
 
 from mmmaskclip.apis import PRESETS, ClassVocabulary, build_vocabulary, per_image_vocabularies
 from mmmaskclip.models.utils import parse_class_names
+from mmmaskclip.utils import InputWarning
 
 
 def dataset_lists():
@@ -56,7 +57,8 @@ def test_files_and_combination(tmp_path):
     text.write_text('# my classes\ntoy rabbit\nrabbit: thing\n\nsky: stuff  # above\n')
     js = tmp_path / 'names.json'
     js.write_text(json.dumps({'things': ['empty bottle', 'rabbit'], 'stuff': ['grass']}))
-    vocabulary = build_vocabulary([str(text), str(js)], texts='cat .', stuff_texts=['sky'])
+    with pytest.warns(InputWarning, match="dropped.*'rabbit', 'sky'"):
+        vocabulary = build_vocabulary([str(text), str(js)], texts='cat .', stuff_texts=['sky'])
     assert vocabulary == ClassVocabulary(('toy rabbit', 'rabbit', 'empty bottle', 'cat'),
                                          ('sky', 'grass'))
     assert vocabulary.names[:2] == ('toy rabbit', 'rabbit')
@@ -68,7 +70,8 @@ def test_files_and_combination(tmp_path):
         build_vocabulary(str(tmp_path / 'missing.txt'))
     with pytest.raises(ValueError, match='vocabulary is empty'):
         build_vocabulary()
-    coco_and_more = build_vocabulary('coco', texts=['person', 'toy rabbit'])
+    with pytest.warns(InputWarning, match="'person'"):
+        coco_and_more = build_vocabulary('coco', texts=['person', 'toy rabbit'])
     assert len(coco_and_more.names) == 134 and coco_and_more.things[-1] == 'toy rabbit'
 
 

@@ -63,7 +63,7 @@ def test_patch14_padded_batch_keeps_masks_in_place(tiny_clip_p14):
         pred = model.to_image(
             model.batch_masks(proposals, regions, (64, 64))[-1][0],
             sample.metainfo, (64, 64),
-            rescale=True)
+            rescale=True).full()
     assert torch.equal(pred[0] > 0, gt.masks[0, :60, :62])
 
 

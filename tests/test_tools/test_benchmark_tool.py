@@ -168,6 +168,23 @@ def test_end_to_end_reports_images_per_second(tool, tmp_path):
         assert row and f"| 4 | {rec['fps']:.2f} |" in row.group(0)
 
 
+def test_inferencer_mode_segments_draws_and_saves_a_photo(tool, tmp_path):
+    """``--inferencer``: the photo of ``--image-size`` goes through
+    ``MaskCLIPInferencer`` (drawings and masks written under the output)."""
+    config, _ = tiny_inference_config(tmp_path)
+    out = tmp_path / 'inferencer'
+    assert tool.main([
+        '--config', config, '--random-weights', '--inferencer', '--image-size', '120', '200',
+        '--repeats', '1', '--warmup', '0', '--out-dir',
+        str(out)
+    ]) == 0
+    rec = json.loads((out / 'benchmark.json').read_text())['end_to_end'][0]
+    assert rec['error'] is None and rec['image_size'] == [120, 200] and rec['peak_mib'] >= 0
+    assert (out / 'inferencer' / 'out' / 'vis' / 'photo.png').is_file()
+    assert (out / 'inferencer' / 'out' / 'preds' / 'photo_semantic.png').is_file()
+    assert 'Through MaskCLIPInferencer' in (out / 'benchmark.md').read_text()
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--mode', 'end-to-end'], 'needs --config'),
     (['--config', 'missing.py'], 'config file not found: missing.py'),

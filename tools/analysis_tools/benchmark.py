@@ -31,6 +31,12 @@ Examples::
     # a mask-count sweep, float32 against bfloat16, on a GPU
     python tools/analysis_tools/benchmark.py --model ViT-L-14-336 --input-size 336 \
         --num-masks 10 50 100 200 --dtypes float32 bfloat16 --device cuda --repeats 10
+    # peak memory of the inferencer on a 4000x3000 photo (drawings and masks
+    # at full size; object_mask_thr=0 makes every proposal compete)
+    python tools/analysis_tools/benchmark.py --config \
+        configs/maskclip/maskclip-wo-rma_vit-l-14-336_coco-panoptic-val.py \
+        --random-weights --device cpu --inferencer --image-size 3000 4000 --repeats 1 \
+        --warmup 0 --cfg-options model.post_processor.object_mask_thr=0
     # end to end, images/s (random CLIP and proposer weights, offline)
     python tools/analysis_tools/benchmark.py --config \
         configs/maskclip/maskclip_vit-l-14-336_ade20k-150-panoptic.py \
@@ -101,6 +107,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         '(default: the classes of the config\'s test dataset)')
     parser.add_argument(
         '--e2e-images', type=int, default=1, help='images per end-to-end measurement')
+    parser.add_argument(
+        '--inferencer',
+        action='store_true',
+        help='end to end through MaskCLIPInferencer: a photo of --image-size read from '
+        'disk, resized by the config\'s pipeline, post-processed, drawn (all three tasks) and '
+        'exported at its own size (outputs in OUT_DIR/inferencer)')
     parser.add_argument(
         '--random-weights',
         action='store_true',
@@ -202,6 +214,9 @@ def run(args) -> dict:
         result['end_to_end'] = strip(tasks)
         summarize_end_to_end(result['end_to_end'])
         result['end_to_end_note'] = (
+            ('Through MaskCLIPInferencer: reading the photo, the config\'s pipeline, the model, '
+             'post-processing at the photo\'s size, drawing the three tasks and exporting the '
+             'masks. ' if args.inferencer else '') +
             f'One {args.e2e_images}-image measurement per round at batch size 1; images/s = '
             'images / total seconds of the timed runs (as Mask2Former reports FPS). The '
             'vocabulary\'s text embeddings are computed once before timing (the text '

@@ -266,7 +266,8 @@ def build_end_to_end(path: str, args, device) -> dict:
     random image, its vocabulary embedded once.
 
     Returns:
-        dict: ``fn`` (``--e2e-images`` calls of ``test_step``), ``config``,
+        dict: ``fn`` (``--e2e-images`` calls of ``test_step``, or of the
+        inferencer with ``--inferencer``), ``config``,
         ``image_size``, ``num_classes`` and ``text_seconds`` (the one-off
         text embedding).
     """
@@ -282,7 +283,12 @@ def build_end_to_end(path: str, args, device) -> dict:
         if 'checkpoint' in cfg.model.proposer:
             cfg.model.proposer.checkpoint = None
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model = MODELS.build(cfg.model).to(device).eval()
+    if args.inferencer:
+        from mmmaskclip.apis import MaskCLIPInferencer
+        inferencer = MaskCLIPInferencer(cfg, device=str(device), show_progress=False)
+        model = inferencer.model
+    else:
+        model = MODELS.build(cfg.model).to(device).eval()
     height, width = e2e_image_size(cfg, args.image_size)
     things, stuff = config_vocabulary(cfg, args.vocab)
     meta = dict(
@@ -305,11 +311,34 @@ def build_end_to_end(path: str, args, device) -> dict:
             model.test_step(dict(inputs=[image], data_samples=[DetDataSample(metainfo=meta)]))
 
     return dict(
-        fn=fn,
+        fn=inferencer_fn(inferencer, image, things, stuff, args) if args.inferencer else fn,
         config=osp.basename(path),
         image_size=(height, width),
         num_classes=len(things) + len(stuff),
         text_seconds=text_seconds)
+
+
+def inferencer_fn(inferencer, image, things: List[str], stuff: List[str], args) -> Callable:
+    """``--e2e-images`` calls of ``inferencer`` on ``image`` written as a PNG
+    photo: decoding, the config's pipeline, the model, post-processing at the
+    photo's size, the three drawings side by side and the exported masks
+    (the demo's ``--task all --save-masks``)."""
+    import mmcv
+    folder = osp.join(args.out_dir, 'inferencer')
+    photo = osp.join(folder, 'photo.png')
+    mmcv.imwrite(image.permute(1, 2, 0).numpy()[..., ::-1], photo)
+
+    def fn():
+        for _ in range(args.e2e_images):
+            inferencer(
+                photo,
+                texts=things,
+                stuff_texts=stuff,
+                tasks=('panoptic', 'semantic', 'instance'),
+                out_dir=osp.join(folder, 'out'),
+                no_save_pred=False)
+
+    return fn
 
 
 def end_to_end_tasks(args, device) -> List[dict]:

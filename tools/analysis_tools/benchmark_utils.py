@@ -319,8 +319,10 @@ def markdown(result: dict) -> str:
         lines += encoder_tables(result)
     if result.get('end_to_end'):
         lines += [
-            '', '## End to end (`test_step`: preprocessing, proposer, encoder, '
-            'classification, post-processing)', '', result['end_to_end_note']
+            '', '## End to end (' +
+            ('`MaskCLIPInferencer`: + reading, drawing, export' if result['settings'].get(
+                'inferencer') else '`test_step`: preprocessing, proposer, encoder, '
+             'classification, post-processing') + ')', '', result['end_to_end_note']
         ]
         lines += end_to_end_table(result)
     return '\n'.join(lines) + '\n'

@@ -32,7 +32,6 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import mmengine
 import numpy as np
-from PIL import Image
 
 try:
     from mmmaskclip.datasets.semseg_classes import ADE20K_847_CLASSES, ADE20K_847_IDS
@@ -41,6 +40,7 @@ except ModuleNotFoundError as err:  # not installed: use this checkout
         raise
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.realpath(__file__)))))
     from mmmaskclip.datasets.semseg_classes import ADE20K_847_CLASSES, ADE20K_847_IDS
+from mmmaskclip.utils import InvalidInputError, check_file, read_image, run_cli  # noqa: E402
 
 IGNORE_INDEX = 65535
 SPLITS = ('training', 'validation')
@@ -140,8 +140,7 @@ def convert_image(item: Tuple[str, str],
     img_path = resolve_image(ade_root, folder, filename)
     stem = osp.splitext(filename)[0]
     seg_path = osp.join(osp.dirname(img_path), f'{stem}_seg.png')
-    with Image.open(seg_path) as seg:
-        seg_rgb = np.asarray(seg.convert('RGB'))
+    seg_rgb = read_image(seg_path, what='ADE20K segmentation PNG')
     label = class_mask_to_847(decode_class_mask(seg_rgb))
 
     split = split_of(filename)
@@ -151,7 +150,7 @@ def convert_image(item: Tuple[str, str],
     if size is None and img_path.lower().endswith(('.jpg', '.jpeg')):
         shutil.copyfile(img_path, out_img)
     else:
-        img = cv2.imread(img_path, cv2.IMREAD_COLOR)
+        img = read_image(img_path, channel_order='bgr')
         if size is not None:
             img = cv2.resize(img, size[::-1], interpolation=cv2.INTER_LINEAR)
         cv2.imwrite(out_img, img)
@@ -180,10 +179,15 @@ def convert(ade_root: str,
     Returns:
         dict: Number of images per split.
     """
-    with open(osp.join(ade_root, 'index_ade20k.pkl'), 'rb') as f:
-        index = pickle.load(f)
-    items = [(folder, name) for folder, name in zip(index['folder'], index['filename'])
-             if split_of(name) in splits]
+    index_file = check_file(osp.join(ade_root, 'index_ade20k.pkl'), 'ADE20K index')
+    try:
+        with open(index_file, 'rb') as f:
+            index = pickle.load(f)
+        listed = list(zip(index['folder'], index['filename']))
+    except Exception as err:  # noqa: B902  (truncated or another file)
+        raise InvalidInputError(f'ADE20K index {index_file} is unreadable ({type(err).__name__}): '
+                                'extract it again from the ADE20K 2021 release.') from err
+    items = [(folder, name) for folder, name in listed if split_of(name) in splits]
     for split in splits:
         mmengine.mkdir_or_exist(osp.join(out_dir, 'images', split))
         mmengine.mkdir_or_exist(osp.join(out_dir, 'annotations', split))
@@ -223,11 +227,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> int:
+    """Convert; an unusable input is one line ``prog: error: ...``, exit 2."""
     args = parse_args(argv)
-    convert(
-        args.ade_root, args.out_dir, max_size=args.max_size, splits=args.splits, nproc=args.nproc)
+
+    def run() -> int:
+        convert(
+            args.ade_root,
+            args.out_dir,
+            max_size=args.max_size,
+            splits=args.splits,
+            nproc=args.nproc)
+        return 0
+
+    return run_cli(osp.basename(__file__), run)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

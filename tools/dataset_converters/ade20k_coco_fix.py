@@ -24,11 +24,19 @@ import json
 import os
 import os.path as osp
 import shutil
+import sys
 from typing import List, Optional, Tuple
 
 import numpy as np
 from mmengine.utils import track_progress
-from PIL import Image
+
+try:
+    from mmmaskclip.utils import read_image, read_json, run_cli
+except ModuleNotFoundError as err:  # not installed: use this checkout
+    if err.name != 'mmmaskclip':
+        raise
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.realpath(__file__)))))
+    from mmmaskclip.utils import read_image, read_json, run_cli
 
 
 def rgb2id(png: np.ndarray) -> np.ndarray:
@@ -52,7 +60,7 @@ def segment_boxes(ids: np.ndarray, segment_ids: List[int]) -> List[List[int]]:
 
 def _fix_annotation(task) -> dict:
     ann, png_dir = task
-    ids = rgb2id(np.asarray(Image.open(osp.join(png_dir, ann['file_name'])).convert('RGB')))
+    ids = rgb2id(read_image(osp.join(png_dir, ann['file_name']), what='panoptic PNG'))
     boxes = segment_boxes(ids, [s['id'] for s in ann['segments_info']])
     for seg, box in zip(ann['segments_info'], boxes):
         seg['bbox'] = box
@@ -69,8 +77,7 @@ def _rewrite(path: str, data: dict) -> None:
 
 def fix_panoptic(json_path: str, png_dir: str, nproc: int = 1) -> int:
     """Recompute every segment box of a panoptic json; returns how many changed."""
-    with open(json_path) as f:
-        data = json.load(f)
+    data = read_json(json_path, 'panoptic json')
     before = [[s['bbox'] for s in a['segments_info']] for a in data['annotations']]
     tasks = [(a, png_dir) for a in data['annotations']]
     data['annotations'] = track_progress(_fix_annotation, tasks, nproc=nproc) \
@@ -83,8 +90,7 @@ def fix_panoptic(json_path: str, png_dir: str, nproc: int = 1) -> int:
 def fix_instance_json(json_path: str) -> Tuple[int, int]:
     """Strip the category names of an instance json and make its annotation
     ids start at 1; returns how many names and ids changed."""
-    with open(json_path) as f:
-        data = json.load(f)
+    data = read_json(json_path, 'instance json')
     names = 0
     for cat in data['categories']:
         name = cat['name'].strip()
@@ -98,12 +104,21 @@ def fix_instance_json(json_path: str) -> Tuple[int, int]:
     return names, len(ids) if shift else 0
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> int:
+    """Fix the splits; an unusable input is one line ``prog: error: ...``,
+    exit 2."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('data_root', help='ADEChallengeData2016 (after ade20k2coco.py)')
     parser.add_argument('--splits', nargs='+', default=['val'], choices=['train', 'val'])
     parser.add_argument('--nproc', type=int, default=1)
     args = parser.parse_args(argv)
+    return run_cli(osp.basename(__file__), lambda: fix(args))
+
+
+def fix(args: argparse.Namespace) -> int:
+    """Fix the jsons of ``args.splits`` under ``args.data_root``."""
+    if not osp.isdir(args.data_root):
+        raise FileNotFoundError(2, 'No such folder', args.data_root)
     for split in args.splits:
         pan = osp.join(args.data_root, f'ade20k_panoptic_{split}.json')
         if osp.isfile(pan):
@@ -115,7 +130,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(f'{ins}: {names} category names stripped, {ids} annotation ids shifted')
         if not (osp.isfile(pan) or os.path.isfile(ins)):
             print(f'nothing to fix for {split} in {args.data_root}')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

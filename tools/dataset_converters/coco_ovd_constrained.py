@@ -27,11 +27,13 @@ or to check image counts against, and input for other codebases.
 import argparse
 import json
 import os.path as osp
+import sys
 from typing import Dict, List, Optional, Sequence
 
 import mmengine
 
 from mmmaskclip.datasets.coco_ovd import COCO_OVD_SPLITS, coco_ovd_json_name, filter_coco_split
+from mmmaskclip.utils import read_json, run_cli
 
 SPLITS = ('novel', 'base')
 
@@ -55,8 +57,7 @@ def convert(ann_file: str,
         if split not in COCO_OVD_SPLITS:
             raise ValueError(f'split must be in {tuple(COCO_OVD_SPLITS)}, '
                              f'got {split!r}')
-    with open(ann_file, encoding='utf-8') as f:
-        coco = json.load(f)
+    coco = read_json(ann_file, 'COCO instances json')
     out_dir = out_dir or osp.dirname(osp.abspath(ann_file))
     mmengine.mkdir_or_exist(out_dir)
     stem = osp.splitext(osp.basename(ann_file))[0]
@@ -92,10 +93,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> int:
+    """Convert; an unusable input is one line ``prog: error: ...``, exit 2."""
     args = parse_args(argv)
-    convert(args.ann_file, args.out_dir, args.splits)
+
+    def run() -> int:
+        convert(args.ann_file, args.out_dir, args.splits)
+        return 0
+
+    return run_cli(osp.basename(__file__), run)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -19,13 +19,21 @@ without ``.json``, as COCO ships them).
 import argparse
 import json
 import os.path as osp
+import sys
 from functools import partial
 from typing import List, Optional
 
 import mmengine
 import numpy as np
-from PIL import Image
 from pycocotools import mask as mask_utils
+
+try:
+    from mmmaskclip.utils import read_image, read_json, run_cli
+except ModuleNotFoundError as err:  # not installed: use this checkout
+    if err.name != 'mmmaskclip':
+        raise
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.realpath(__file__)))))
+    from mmmaskclip.utils import read_image, read_json, run_cli
 
 OBJECT_CATEGORY = dict(id=1, name='object', supercategory='object')
 
@@ -48,7 +56,7 @@ def convert_image(ann: dict, seg_dir: str, stuff_ids: set, with_stuff: bool = Tr
     Returns:
         list[dict]: COCO instance annotations, category 1.
     """
-    png = np.asarray(Image.open(osp.join(seg_dir, ann['file_name'])).convert('RGB'))
+    png = read_image(osp.join(seg_dir, ann['file_name']), what='panoptic PNG')
     id_map = rgb2id(png)
     instances = []
     for seg in ann['segments_info']:
@@ -97,8 +105,7 @@ def convert(panoptic_json: str,
     stem = osp.splitext(panoptic_json)[0]
     out_file = out_file or f'{stem}_class-agnostic.json'
     seg_dir = seg_dir or stem
-    with open(panoptic_json, encoding='utf-8') as f:
-        panoptic = json.load(f)
+    panoptic = read_json(panoptic_json, 'panoptic json')
     stuff_ids = {c['id'] for c in panoptic['categories'] if not c.get('isthing', 1)}
     worker = partial(convert_image, seg_dir=seg_dir, stuff_ids=stuff_ids, with_stuff=with_stuff)
     if nproc > 1:
@@ -139,15 +146,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> int:
+    """Convert; an unusable input is one line ``prog: error: ...``, exit 2."""
     args = parse_args(argv)
-    convert(
-        args.panoptic_json,
-        args.out,
-        args.seg_dir,
-        with_stuff=not args.things_only,
-        nproc=args.nproc)
+
+    def run() -> int:
+        convert(
+            args.panoptic_json,
+            args.out,
+            args.seg_dir,
+            with_stuff=not args.things_only,
+            nproc=args.nproc)
+        return 0
+
+    return run_cli(osp.basename(__file__), run)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -48,6 +48,7 @@ except ModuleNotFoundError as err:  # not installed: use this checkout
         raise
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.realpath(__file__)))))
     from mmmaskclip.datasets.semseg_classes import PASCAL_CONTEXT_59_IDS, PASCAL_CONTEXT_459_CLASSES
+from mmmaskclip.utils import InvalidInputError, check_file, run_cli  # noqa: E402
 
 IGNORE_INDEX_459 = 65535
 NUM_CLASSES = len(PASCAL_CONTEXT_459_CLASSES)
@@ -96,9 +97,16 @@ def to_context459(label_map: np.ndarray) -> np.ndarray:
 
 
 def load_label_map(mat_file: str) -> np.ndarray:
-    """``LabelMap`` of one official PASCAL Context ``.mat`` file."""
+    """``LabelMap`` of one official PASCAL Context ``.mat`` file (one
+    sentence naming it if it is unreadable)."""
     from scipy.io import loadmat
-    label_map = loadmat(mat_file)['LabelMap']
+    check_file(mat_file, 'PASCAL Context .mat file')
+    try:
+        label_map = loadmat(mat_file)['LabelMap']
+    except Exception as err:  # noqa: B902  (truncated, not a .mat, no LabelMap)
+        raise InvalidInputError(f'PASCAL Context .mat file {mat_file} is unreadable '
+                                f'({type(err).__name__}: {str(err)[:60]}): extract it again '
+                                'from trainval.tar.gz.') from err
     return np.asarray(label_map).squeeze()
 
 
@@ -172,7 +180,8 @@ def convert_from_mats(devkit_path: str,
         check_labels_txt(labels_txt)
     stems = sorted(osp.splitext(name)[0] for name in mmengine.scandir(mat_dir, suffix='.mat'))
     if not stems:
-        raise FileNotFoundError(f'no .mat file in {mat_dir}')
+        raise InvalidInputError(f'no .mat file in {mat_dir}: give the trainval/ folder of '
+                                'trainval.tar.gz.')
     available = set(stems)
     splits = dict()
     for split in ('train', 'val'):
@@ -245,13 +254,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> int:
+    """Convert; an unusable input is one line ``prog: error: ...``, exit 2."""
     args = parse_args(argv)
-    if args.mat_dir:
-        convert_from_mats(args.devkit_path, args.mat_dir, which=args.which, nproc=args.nproc)
-    else:
-        convert_from_json(args.devkit_path, args.json)
+
+    def run() -> int:
+        if args.mat_dir:
+            convert_from_mats(args.devkit_path, args.mat_dir, which=args.which, nproc=args.nproc)
+        else:
+            convert_from_json(args.devkit_path, args.json)
+        return 0
+
+    return run_cli(osp.basename(__file__), run)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

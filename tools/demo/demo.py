@@ -118,10 +118,12 @@ def build_inferencer(args):
 def run_webcam(inferencer, index: int, vocabulary, tasks, args) -> int:
     """Segment camera frames until the window gets 'q' or Esc."""
     import cv2
+
+    from mmmaskclip.utils import InvalidInputError
     camera = cv2.VideoCapture(index)
     if not camera.isOpened():
-        print(f'error: could not open camera {index}', file=sys.stderr)
-        return 2
+        raise InvalidInputError(f'could not open camera {index}: give the index of a connected '
+                                'camera, or an image, folder or video.')
     try:
         while True:
             ok, frame = camera.read()
@@ -144,26 +146,37 @@ def run_webcam(inferencer, index: int, vocabulary, tasks, args) -> int:
     return 0
 
 
+def check_arguments(args):
+    """The vocabulary of ``args``; bad arguments raise one sentence (before
+    any model is built)."""
+    from mmmaskclip.apis import build_vocabulary
+    from mmmaskclip.utils import InvalidInputError, MissingInputError
+    try:
+        vocabulary = build_vocabulary(args.vocab, args.texts, args.stuff_texts)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise InvalidInputError(f'{err} (use --vocab, --texts and/or --stuff-texts)') from err
+    if not args.inputs.isdigit() and not osp.exists(args.inputs):
+        raise MissingInputError(f'input {args.inputs} does not exist: give an image, a folder, '
+                                'a video or a webcam index.')
+    if osp.exists(args.out_dir) and not osp.isdir(args.out_dir):
+        raise InvalidInputError(f'--out-dir {args.out_dir} is a file: give a folder (created '
+                                'if missing).')
+    return vocabulary
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     quiet_libraries()
     import mmmaskclip  # noqa: F401
-    from mmmaskclip.apis import build_vocabulary
-    from mmmaskclip.models import CLIPWeightsNotFoundError
-    from mmmaskclip.models.proposers import ProposerWeightsNotFoundError
-    try:
-        vocabulary = build_vocabulary(args.vocab, args.texts, args.stuff_texts)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f'error: {err} (use --vocab, --texts and/or --stuff-texts)', file=sys.stderr)
-        return 2
-    if not args.inputs.isdigit() and not osp.exists(args.inputs):
-        print(f'error: {args.inputs} does not exist', file=sys.stderr)
-        return 2
-    try:
-        inferencer = build_inferencer(args)
-    except (CLIPWeightsNotFoundError, ProposerWeightsNotFoundError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    from mmmaskclip.utils import run_cli
+    return run_cli(osp.basename(__file__), lambda: segment(args))
+
+
+def segment(args) -> int:
+    """Segment the inputs of ``args``; bad input raises one sentence."""
+    from mmmaskclip.utils import InvalidInputError
+    vocabulary = check_arguments(args)
+    inferencer = build_inferencer(args)
     tasks = TASKS if args.task == 'all' else None
     if args.inputs.isdigit():
         return run_webcam(inferencer, int(args.inputs), vocabulary, tasks, args)
@@ -177,6 +190,9 @@ def main(argv=None) -> int:
         no_save_pred=not args.save_masks,
         pred_score_thr=args.score_thr,
         return_datasamples=not args.save_masks)
+    if not out['predictions']:
+        raise InvalidInputError(f'no image of {args.inputs} could be read (see the warnings '
+                                'above): give PNG or JPEG files.')
     where = out.get('video') or osp.join(args.out_dir, 'vis')
     saved = f", masks in {osp.join(args.out_dir, 'preds')}" if args.save_masks else ''
     print(f"segmented {len(out['predictions'])} image(s) for {len(vocabulary.names)} classes; "

@@ -46,7 +46,9 @@ def parse_args(argv=None):
         action='store_true',
         help='random CLIP weights: runs offline, predictions are meaningless')
     parser.add_argument(
-        '--out', default='outputs/mask_classification.png', help='where to write the picture')
+        '--out',
+        default='outputs/mask_classification.png',
+        help='where to write the picture (a folder: <image name>_labelled.png in it)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument(
         '--dtype',
@@ -63,36 +65,52 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from mmmaskclip.apis import (classify_masks, draw_mask_classification, init_mask_classifier,
-                                 load_image, load_masks)
-    from mmmaskclip.engine import UnsupportedAutocastError
-    from mmmaskclip.models import CLIPWeightsNotFoundError
+def output_file(out: str, image: str) -> str:
+    """The picture's file: ``--out``, or ``<image name>_labelled.png`` in it
+    when it names a folder; one sentence for a name OpenCV cannot write."""
+    import cv2
+
+    from mmmaskclip.utils import InvalidInputError
+    if out.endswith(('/', os.sep)) or osp.isdir(out):
+        out = osp.join(out, osp.splitext(osp.basename(image))[0] + '_labelled.png')
+    elif not osp.splitext(out)[1]:
+        raise InvalidInputError(f'--out {out} has no file extension: name a picture such as '
+                                f'{out}.png, or a folder (ending in /).')
+    if not cv2.haveImageWriter(out):
+        raise InvalidInputError(f'--out {out}: OpenCV cannot write {osp.splitext(out)[1]} '
+                                'files; name a .png or .jpg file.')
+    return out
+
+
+def classify(args) -> int:
+    """Classify and draw; bad input raises one sentence, checked before the
+    model is built where it can be."""
+    from mmmaskclip.apis import (check_class_names, classify_masks, draw_mask_classification,
+                                 init_mask_classifier, load_image, load_masks)
+    out = output_file(args.out, args.image)
+    vocab = check_class_names(args.vocab)
+    image = load_image(args.image)
+    masks = load_masks(args.masks)
     options = dict(args.cfg_options)
     if args.clip_weights:
         options['model.clip.pretrained'] = args.clip_weights
     if args.random_weights:
         options['model.clip.pretrained'] = None
-    try:
-        model = init_mask_classifier(args.config, device=args.device, cfg_options=options)
-    except CLIPWeightsNotFoundError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    image = load_image(args.image)
-    masks = load_masks(args.masks)
-    try:
-        result = classify_masks(model, image, masks, args.vocab, dtype=args.dtype)
-    except UnsupportedAutocastError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    width = max(len(n) for n in args.vocab)
+    model = init_mask_classifier(args.config, device=args.device, cfg_options=options)
+    result = classify_masks(model, image, masks, vocab, dtype=args.dtype)
+    width = max(len(n) for n in result.class_names)
     for i, (name, score) in enumerate(zip(result.names(), result.scores)):
         print(f'mask {i:3d}: {name:<{width}}  {score:.3f}')
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    draw_mask_classification(image, masks, result, out_file=args.out, score_thr=args.score_thr)
-    print(f'wrote {args.out}')
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    draw_mask_classification(image, masks, result, out_file=out, score_thr=args.score_thr)
+    print(f'wrote {out}')
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from mmmaskclip.utils import run_cli
+    return run_cli(osp.basename(__file__), lambda: classify(args))
 
 
 if __name__ == '__main__':

@@ -14,7 +14,8 @@ from torch import Tensor
 
 from ..backbones import RegionEncoderOutput
 from ..clip_loader import ClipConfig, build_clip_model, with_clip
-from ..geometry import images_to_encoder, masks_from_encoder, masks_to_encoder, to_original_geometry
+from ..geometry import (OriginalMaskLogits, encoder_size, images_to_encoder, masks_from_encoder,
+                        masks_to_encoder)
 from ..post_processing import void_column
 from ..proposers import MaskProposals
 from ..utils import Vocabulary, fill_padding, gt_segments
@@ -249,7 +250,7 @@ class MaskCLIP(BaseDetector):
             if self.output_proposals:
                 valid = regions.valid[b]
                 sample.pred_proposals = InstanceData(
-                    probs=cls[valid].softmax(-1)[:, :-1], mask_logits=mask[valid])
+                    probs=cls[valid].softmax(-1)[:, :-1], mask_logits=mask.full(valid))
         return batch_data_samples
 
     def name_labels(self, vocabulary: Vocabulary) -> None:
@@ -266,12 +267,15 @@ class MaskCLIP(BaseDetector):
         meta['palette'] = get_palette(meta.get('palette_name', 'random'), vocabulary.num_classes)
 
     @staticmethod
-    def to_image(masks: Tensor, meta: dict, batch_size: Tuple[int, int], rescale: bool) -> Tensor:
+    def to_image(masks: Tensor, meta: dict, batch_size: Tuple[int, int],
+                 rescale: bool) -> OriginalMaskLogits:
         """Masks ``(M, h, w)`` covering the padded batch ``batch_size`` -> the
         image: upsample to the batch, crop the padding, undo a test-time flip,
-        then resize to ``ori_shape`` if ``rescale`` (else stay at ``img_shape``)."""
+        then resize to ``ori_shape`` if ``rescale`` (else stay at
+        ``img_shape``), computed one band of rows at a time by whoever reads
+        them (``.full()`` gives the whole ``(M, H, W)``)."""
         out_size = meta['ori_shape'][:2] if rescale else meta['img_shape'][:2]
-        return to_original_geometry(masks, meta, batch_size, out_size)
+        return OriginalMaskLogits(masks, meta, batch_size, out_size)
 
     def _forward(self, batch_inputs: Tensor,
                  batch_data_samples: SampleList) -> Tuple[Tensor, List[Tensor]]:
@@ -297,7 +301,11 @@ def _drop_frozen_state(module, state_dict, prefix, local_metadata):
 def _fill_frozen_state(module, state_dict, prefix, local_metadata, strict, missing_keys,
                        unexpected_keys, error_msgs):
     """Loading a MaskCLIP checkpoint keeps the frozen parts as built: their
-    current tensors fill the keys the checkpoint does not have."""
+    current tensors fill the keys the checkpoint does not have. Not under
+    FSDP, whose units hold shards of those tensors (mmengine's FSDP strategy
+    loads non-strictly: missing keys keep their values)."""
+    if any(type(m).__name__ == 'FullyShardedDataParallel' for m in module.modules()):
+        return
     for part in FROZEN_PREFIXES:
         sub = module.get_submodule(part.rstrip('.'))
         for name, tensor in sub.state_dict(prefix=prefix + part).items():

@@ -7,7 +7,7 @@ done once: things are the first ``T`` of the ``C`` vocabulary classes, a void
 column (the authors' ``'other'``) is the last logit column and is never a
 label, and every vocabulary class, the last one included, can be predicted.
 """
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +17,8 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
-#: mmdet's panoptic id convention: ``label + instance_id * INSTANCE_OFFSET``.
-INSTANCE_OFFSET = 1000
+from ..geometry import OriginalMaskLogits
+from .bands import INSTANCE_OFFSET, MaskRows, PanopticBands
 
 
 @MODELS.register_module()
@@ -65,6 +65,15 @@ class UniversalPostProcessor(BaseModule):
             255, which mmdet's drawing and metrics skip), so that a tiny
             vocabulary does not force every pixel onto one of its names.
             Needs the model's ``void_class``. Default None.
+        band_bytes (int, optional): work on bands of image rows such that
+            ``max(M, C + 1) x rows x W`` float32 values take at most this
+            many bytes (a few such tensors live at once), so memory follows
+            the work, not the photo: a 4000x3000 image with 100 proposals is
+            4.8 GB per full copy of its mask logits. Results equal one band
+            (exactly for tensor inputs; to float rounding of the resampling
+            for :class:`~mmmaskclip.models.geometry.OriginalMaskLogits`).
+            None: the whole image at once. Default 256 MiB (one band for
+            COCO- and ADE20K-sized images).
         init_cfg (dict, optional): initialisation config.
     """
 
@@ -78,6 +87,7 @@ class UniversalPostProcessor(BaseModule):
                  instance_score_thr: float = 0.0,
                  instance_topk: str = 'all',
                  semantic_void_label: Optional[int] = None,
+                 band_bytes: Optional[int] = 256 * 2**20,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.panoptic_on, self.instance_on, self.semantic_on = (panoptic_on, instance_on,
@@ -90,6 +100,10 @@ class UniversalPostProcessor(BaseModule):
             raise ValueError(f"instance_topk must be 'all' or 'things', got {instance_topk!r}.")
         self.instance_topk = instance_topk
         self.semantic_void_label = semantic_void_label
+        if band_bytes is not None and band_bytes < 1:
+            raise ValueError(f'band_bytes must be a positive number of bytes or None, got '
+                             f'{band_bytes}.')
+        self.band_bytes = band_bytes
 
     def semantic(self, probs: Tensor, mask_logits: Tensor) -> PixelData:
         """``(M, C + 1)`` probabilities, ``(M, H, W)`` -> ``sem_seg`` ``(1, H, W)``
@@ -101,34 +115,14 @@ class UniversalPostProcessor(BaseModule):
         return PixelData(
             sem_seg=seg.masked_fill(seg == probs.shape[1] - 1, self.semantic_void_label))
 
-    def panoptic(self, probs: Tensor, mask_logits: Tensor, num_things: int) -> PixelData:
+    def panoptic(self, probs: Tensor, mask_logits: MaskRows, num_things: int) -> PixelData:
         """``(M, C + 1)`` probabilities, ``(M, H, W)`` -> panoptic ids ``(1, H, W)``."""
-        num_classes = probs.shape[1] - 1
-        scores, labels = probs.max(-1)
-        keep = (labels != num_classes) & (scores > self.object_mask_thr)
-        scores, labels, masks = scores[keep], labels[keep], mask_logits[keep].sigmoid()
-        pan = torch.full(
-            mask_logits.shape[-2:], num_classes, dtype=torch.int32, device=mask_logits.device)
-        if len(labels):
-            winner = (scores[:, None, None] * masks).argmax(0)
-            instance_id = 1
-            for k in range(len(labels)):
-                won = winner == k
-                own = masks[k] >= 0.5
-                region = won & own
-                original_area = int(own.sum())
-                if original_area == 0 or not region.any() or \
-                        int(won.sum()) / original_area < self.overlap_thr:
-                    continue
-                label = int(labels[k])
-                if label < num_things:
-                    pan[region] = label + instance_id * INSTANCE_OFFSET
-                    instance_id += 1
-                else:  # stuff of one class shares one segment id
-                    pan[region] = label
-        return PixelData(sem_seg=pan[None])
+        state = PanopticBands(probs, mask_logits.shape[-2:], self.object_mask_thr)
+        for start, stop in self.bands(mask_logits.shape, probs.shape[1]):
+            state.add(start, stop, mask_logits[state.keep, start:stop])
+        return PixelData(sem_seg=state.result(num_things, self.overlap_thr)[None])
 
-    def instance(self, probs: Tensor, mask_logits: Tensor, num_things: int) -> InstanceData:
+    def instance(self, probs: Tensor, mask_logits: MaskRows, num_things: int) -> InstanceData:
         """Top-k (proposal, class) pairs -> masks, labels, scores, boxes of
         thing classes."""
         probs = probs[:, :num_things] if self.instance_topk == 'things' else probs[:, :-1]
@@ -139,19 +133,44 @@ class UniversalPostProcessor(BaseModule):
         proposal, labels = index // num_classes, index % num_classes
         is_thing = labels < num_things
         scores, proposal, labels = scores[is_thing], proposal[is_thing], labels[is_thing]
-        logits = mask_logits[proposal]
-        binary = logits > 0
-        mask_score = (logits.sigmoid() * binary).flatten(1).sum(1) / (
-            binary.flatten(1).sum(1) + 1e-6)
-        scores = scores * mask_score
+        # each proposal once, however many classes it pairs with
+        unique, pair = proposal.unique(return_inverse=True)
+        inside = probs.new_zeros(len(unique))  # sum of sigmoid over the mask
+        area = probs.new_zeros(len(unique))
+        bands = self.bands(mask_logits.shape, len(unique))
+        binary = None
+        for start, stop in bands:
+            logits = mask_logits[unique, start:stop]
+            binary = logits > 0
+            inside += (logits.sigmoid() * binary).flatten(1).sum(1)
+            area += binary.flatten(1).sum(1)
+        scores = scores * (inside / (area + 1e-6))[pair]
         keep = scores > self.instance_score_thr
-        binary = binary[keep]
+        height, width = mask_logits.shape[-2:]
+        if len(bands) == 1 and binary is not None:
+            masks = binary[pair[keep]]
+        else:  # a second pass writes the kept masks only
+            used, slot = pair[keep].unique(return_inverse=True)
+            masks = torch.empty(
+                int(keep.sum()), height, width, dtype=torch.bool, device=probs.device)
+            for start, stop in self.bands((len(used), height, width), 0):
+                masks[:, start:stop] = (mask_logits[unique[used], start:stop] > 0)[slot]
         return InstanceData(
-            masks=binary, labels=labels[keep], scores=scores[keep], bboxes=mask2bbox(binary))
+            masks=masks, labels=labels[keep], scores=scores[keep], bboxes=mask2bbox(masks))
+
+    def bands(self, shape: Sequence[int], num_classes: int) -> List[Tuple[int, int]]:
+        """Row ranges ``(start, stop)`` of ``(M, H, W)`` masks such that
+        ``max(M, num_classes) x rows x W`` floats fit ``band_bytes``."""
+        height, width = int(shape[-2]), int(shape[-1])
+        if self.band_bytes is None:
+            return [(0, height)]
+        per_row = 4 * width * max(int(shape[0]), num_classes, 1)
+        rows = max(1, self.band_bytes // per_row)
+        return [(start, min(start + rows, height)) for start in range(0, height, rows)]
 
     def forward(self,
                 cls_logits: Tensor,
-                mask_logits: Tensor,
+                mask_logits: Union[Tensor, OriginalMaskLogits],
                 num_things: int,
                 objectness: Optional[Tensor] = None) -> dict:
         """All enabled outputs of one image.
@@ -159,7 +178,9 @@ class UniversalPostProcessor(BaseModule):
         Args:
             cls_logits (Tensor): ``(M, C + 1)``, last column void (``-inf``
                 when there is none).
-            mask_logits (Tensor): ``(M, H, W)`` at the output resolution.
+            mask_logits (Tensor | OriginalMaskLogits): ``(M, H, W)`` at the
+                output resolution, or batch masks that give it one band of
+                rows at a time.
             num_things (int): the first ``num_things`` classes are things.
             objectness (Tensor, optional): ``(M,)`` in ``[0, 1]``; multiplies
                 the class probabilities (not the void one) of each proposal.
@@ -171,16 +192,27 @@ class UniversalPostProcessor(BaseModule):
         if not 0 <= num_things <= cls_logits.shape[1] - 1:
             raise ValueError(f'num_things={num_things} does not fit a vocabulary of '
                              f'{cls_logits.shape[1] - 1} classes.')
+        if self.panoptic_on and cls_logits.shape[1] - 1 >= INSTANCE_OFFSET:
+            raise ValueError(
+                f'Panoptic ids are label + {INSTANCE_OFFSET} x instance (mmdet\'s convention), '
+                f'so a vocabulary of {cls_logits.shape[1] - 1} classes cannot be panoptic: use '
+                f'at most {INSTANCE_OFFSET - 1} classes, or the semantic and instance tasks only '
+                '(panoptic_on=False).')
         probs = cls_logits.softmax(-1)
         if objectness is not None:
             probs = torch.cat([probs[:, :-1] * objectness[:, None], probs[:, -1:]], dim=1)
+        masks = MaskRows(mask_logits)
         out = {}
         if self.semantic_on:
-            out['pred_sem_seg'] = self.semantic(probs, mask_logits)
+            sem = [
+                self.semantic(probs, masks[:, start:stop]).sem_seg
+                for start, stop in self.bands(masks.shape, probs.shape[1])
+            ]
+            out['pred_sem_seg'] = PixelData(sem_seg=torch.cat(sem, dim=1))
         if self.panoptic_on:
-            out['pred_panoptic_seg'] = self.panoptic(probs, mask_logits, num_things)
+            out['pred_panoptic_seg'] = self.panoptic(probs, masks, num_things)
         if self.instance_on:
-            out['pred_instances'] = self.instance(probs, mask_logits, num_things)
+            out['pred_instances'] = self.instance(probs, masks, num_things)
         return out
 
 

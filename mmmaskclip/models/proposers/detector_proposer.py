@@ -12,10 +12,12 @@ from mmengine.runner.checkpoint import load_checkpoint
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from ...utils import InvalidInputError, user_error
 from ..utils import Vocabulary, fill_padding, stack_mask_logits
 from .base_proposer import BaseProposer, MaskProposals
 
 
+@user_error
 class ProposerWeightsNotFoundError(RuntimeError):
     """Raised when a proposer checkpoint cannot be found or downloaded."""
 
@@ -105,6 +107,8 @@ class DetectorProposer(BaseProposer):
             raise ProposerWeightsNotFoundError(f'Proposer checkpoint not found: {checkpoint}')
         try:
             load_checkpoint(self.detector, checkpoint, map_location='cpu', strict=False)
+        except InvalidInputError:  # a local file that is no usable checkpoint
+            raise
         except Exception as err:
             target = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(checkpoint))
             raise ProposerWeightsNotFoundError(

@@ -107,3 +107,38 @@ def resolve_templates(templates: TemplatesType = None) -> Tuple[str, ...]:
             template = template('{}')
         resolved.append(_check_template(template, f'templates[{i}]'))
     return tuple(resolved)
+
+
+def warn_truncated_prompts(tokenizer, prompts: Sequence[str], tokens) -> None:
+    """Warn about the prompts that the tokenizer cut to its context length.
+
+    open_clip's tokenizers truncate silently (CLIP's context is 77 tokens,
+    start and end of text included): names that differ only after the cut
+    get the same embedding. Rows of ``tokens`` that use every position are
+    checked with the tokenizer's ``encode`` (an exact fit is no cut); a
+    tokenizer without ``encode`` has them all reported.
+
+    Args:
+        tokenizer: the tokenizer that made ``tokens``.
+        prompts (Sequence[str]): the N prompts.
+        tokens (Tensor): ``(N, context_length)`` token ids, 0 for padding.
+    """
+    import warnings
+
+    from mmmaskclip.utils import InputWarning
+    context = tokens.shape[-1]
+    encode = getattr(tokenizer, 'encode', None)
+    cut = []
+    for index in (tokens[:, -1] != 0).nonzero()[:, 0].tolist():
+        length = len(encode(prompts[index])) + 2 if encode is not None else None
+        if length is None or length > context:
+            text = prompts[index] if len(prompts[index]) <= 60 else prompts[index][:57] + '...'
+            cut.append(f'{text!r} ({length} tokens)' if length else repr(text))
+    if cut:
+        more = f' and {len(cut) - 5} more' if len(cut) > 5 else ''
+        warnings.warn(
+            f"{len(cut)} class name prompt(s) exceed CLIP's {context}-token context and are "
+            'truncated (names that differ only after the cut get the same embedding; shorten '
+            f'them): {", ".join(cut[:5])}{more}.',
+            InputWarning,
+            stacklevel=2)

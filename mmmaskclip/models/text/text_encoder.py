@@ -15,7 +15,7 @@ from torch import Tensor
 from ..clip_loader import build_clip_model, clip_tokenizer, freeze
 from .embedding_cache import (CacheDir, TextEmbeddingCache, batch_progress, prompt_batches,
                               resolve_cache_dir, token_lengths, vocabulary_key)
-from .templates import TemplatesType, resolve_templates
+from .templates import TemplatesType, resolve_templates, warn_truncated_prompts
 
 
 def text_only_clip(model: nn.Module, inplace: bool = False) -> nn.Module:
@@ -118,7 +118,9 @@ class MaskCLIPTextEncoder(BaseModule):
     batches of ``batch_size``; each batch runs the causal text tower only up
     to its own longest prompt (see :func:`encode_text_trimmed`), and the
     embeddings come back in the original order. More than one batch shows a
-    progress bar (log lines when stderr is not a terminal).
+    progress bar (log lines when stderr is not a terminal). Prompts longer
+    than the tokenizer's context (CLIP: 77 tokens) are truncated, with an
+    ``InputWarning`` naming them when their embeddings are computed.
 
     Caches. The last ``cache_size`` vocabularies are kept in memory; all
     are also kept on disk in ``cache_dir``, under a key of the text tower's
@@ -273,6 +275,7 @@ class MaskCLIPTextEncoder(BaseModule):
         """
         device = self.device
         tokens = self.tokenizer(prompts)
+        warn_truncated_prompts(self.tokenizer, prompts, tokens)
         sort = self.trim_padding and self.sort_by_length
         batches = prompt_batches(token_lengths(tokens), self.batch_size, sort)
         embeds = []

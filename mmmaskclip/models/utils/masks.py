@@ -26,6 +26,12 @@ def as_mask_logits(masks: Tensor) -> Tensor:
     return masks
 
 
+def shrinks_much(in_size: Sequence[int], out_size: Sequence[int]) -> bool:
+    """Whether resizing ``(h, w)`` to ``(H, W)`` shrinks a side by more than
+    2x: the one rule for antialiasing mask logits (both sides then)."""
+    return in_size[0] > 2 * out_size[0] or in_size[1] > 2 * out_size[1]
+
+
 def resize_mask_logits(logits: Tensor, size: Sequence[int], antialias: bool = True) -> Tensor:
     """Bilinear resize of ``(..., h, w)`` logits to ``(..., *size)``.
 
@@ -43,10 +49,13 @@ def resize_mask_logits(logits: Tensor, size: Sequence[int], antialias: bool = Tr
     lead = logits.shape[:-2]
     if logits.numel() == 0:
         return logits.new_zeros(*lead, *size)
-    shrink = logits.shape[-2] > 2 * size[0] or logits.shape[-1] > 2 * size[1]
     flat = logits.reshape(-1, 1, *logits.shape[-2:])
     out = F.interpolate(
-        flat, size=size, mode='bilinear', align_corners=False, antialias=antialias and shrink)
+        flat,
+        size=size,
+        mode='bilinear',
+        align_corners=False,
+        antialias=antialias and shrinks_much(logits.shape[-2:], size))
     return out.view(*lead, *size)
 
 

@@ -1,12 +1,15 @@
 # Copyright (c) mmmaskclip contributors. All rights reserved.
 """The vocabulary of a batch and its ground-truth segments, computed once."""
 import re
+import warnings
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from mmdet.models.utils import preprocess_panoptic_gt
 from mmdet.structures import SampleList
 from mmengine.structures import InstanceData
+
+from ...utils import InputWarning, InvalidInputError
 
 
 def parse_class_names(text: Union[None, str, Sequence[str]]) -> Tuple[str, ...]:
@@ -15,7 +18,8 @@ def parse_class_names(text: Union[None, str, Sequence[str]]) -> Tuple[str, ...]:
     A sequence of names is kept as it is (a comma inside a name joins
     synonyms); a string is mmdet's open-vocabulary form ``'person . car .
     traffic light'`` (names separated by ``' . '``, a trailing ``' .'`` allowed),
-    and a string without ``' . '`` is one name. Empty names are refused.
+    and a string without ``' . '`` is one name. Empty or whitespace-only
+    names are refused (``InvalidInputError``, a ``ValueError``).
 
     Args:
         text (str | Sequence[str] | None): the names; None gives ``()``.
@@ -39,9 +43,57 @@ def parse_class_names(text: Union[None, str, Sequence[str]]) -> Tuple[str, ...]:
     else:
         raise TypeError('Class names are a list of strings or a string such as '
                         f"'person . car', got {type(text).__name__}: {text!r}.")
-    if any(not n.strip() for n in names):
-        raise ValueError(f'An empty class name in {text!r}.')
+    blank = [n for n in names if not n.strip()]
+    if blank:
+        raise InvalidInputError(f'An empty class name ({blank[0]!r}) in {text!r}: remove it or '
+                                'give a name.')
     return names
+
+
+def name_key(name: str) -> str:
+    """What two names share when CLIP embeds them alike: case and runs of
+    whitespace ignored (CLIP's tokenizer lowercases and collapses them)."""
+    return ' '.join(name.lower().split())
+
+
+def first_occurrences(names: Sequence[str],
+                      what: str = 'class names',
+                      warn: bool = True) -> List[int]:
+    """Indices of the names to keep when duplicates are dropped.
+
+    The rule of every user-facing entry (``build_vocabulary``, the
+    inferencer, ``classify_masks``, the demos): a name equal to an earlier
+    one up to case and whitespace (see :func:`name_key`), which CLIP would
+    embed identically and which would split that class's probability in
+    two, is dropped with an ``InputWarning`` naming it; the first occurrence
+    (and its position and role) is kept. Models and datasets keep their
+    names as given.
+
+    Args:
+        names (Sequence[str]): the names, in order.
+        what (str): what they are, for the warning.
+        warn (bool): warn about the dropped names. Default True.
+
+    Returns:
+        list[int]: the indices kept, increasing.
+    """
+    seen: Dict[str, str] = {}
+    keep, dropped = [], []
+    for index, name in enumerate(names):
+        key = name_key(name)
+        if key in seen:
+            dropped.append(repr(name) if name == seen[key] else f'{name!r} (as {seen[key]!r})')
+        else:
+            seen[key] = name
+            keep.append(index)
+    if dropped and warn:
+        shown = ', '.join(dropped[:10])
+        more = f' and {len(dropped) - 10} more' if len(dropped) > 10 else ''
+        warnings.warn(
+            f'Duplicate {what} dropped (the first occurrence is kept): {shown}{more}.',
+            InputWarning,
+            stacklevel=3)
+    return keep
 
 
 @dataclass(frozen=True)
