@@ -14,8 +14,7 @@ from torch import Tensor
 
 from ..backbones import RegionEncoderOutput
 from ..clip_loader import ClipConfig, build_clip_model, with_clip
-from ..geometry import (OriginalMaskLogits, encoder_size, images_to_encoder, masks_from_encoder,
-                        masks_to_encoder)
+from ..geometry import OriginalMaskLogits, images_to_encoder, masks_from_encoder, masks_to_encoder
 from ..post_processing import void_column
 from ..proposers import MaskProposals
 from ..utils import Vocabulary, fill_padding, gt_segments
