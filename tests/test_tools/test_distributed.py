@@ -103,10 +103,12 @@ def run_tool(name, args) -> None:
 
 
 def last_metrics(work_dir):
-    """Metrics of the last test run, from mmengine's json log."""
+    """Metrics of the last test run, from mmengine's json log (its first
+    object: every process of a distributed test writes the same metrics to
+    that file, and two writes can leave one object after the other)."""
     logs = sorted(glob.glob(osp.join(work_dir, '*', '*.json')))
     with open(logs[-1]) as f:
-        return json.loads(f.read().strip().splitlines()[-1])
+        return json.JSONDecoder().raw_decode(f.read().strip().splitlines()[-1])[0]
 
 
 def comparable_train_cfg(tmp_path, max_iters=3):
