@@ -136,6 +136,7 @@ def test_through_mmdet_det_inferencer(tiny_config, tmp_path):
     from mmdet.apis import DetInferencer
     config, image = tiny_config
     import mmmaskclip  # noqa: F401
+
     # random weights: a seed that gives segments (mmdet's own drawing fails
     # on an empty panoptic result, which MaskCLIPInferencer handles)
     torch.manual_seed(0)
