@@ -342,32 +342,62 @@ def test_unreadable_mask_files_named(classifier, mask_demo, tmp, capsys, name, c
 @pytest.fixture(scope='module')
 def checkpoints(inference, tmp):
     """Case -> (config, checkpoint): garbage and truncated files, the tiny
-    RMA model's checkpoint into its config without RMA, and the reverse."""
+    RMA model's checkpoint into its config without RMA, the reverse, and a
+    ResNet-18 state dict into either."""
     from mmengine.config import Config
     config, _, inferencer = inference
     torch.save(dict(state_dict=inferencer.model.state_dict()), tmp / 'rma.pth')
     (tmp / 'truncated.pth').write_bytes((tmp / 'rma.pth').read_bytes()[:5000])
     (tmp / 'garbage.pth').write_text('not a checkpoint')
     torch.save(dict(state_dict={}), tmp / 'wo_rma.pth')  # w/o RMA: nothing trains
+    torch.save(resnet18_state_dict(), tmp / 'resnet18.pth')
     cfg = Config.fromfile(config)
     cfg.model.visual_encoder.mask_attention_overrides = {}
     cfg.dump(str(tmp / 'wo_rma.py'))
-    files = dict(garbage='garbage', truncated='truncated', rma_into_wo_rma='rma')
+    wo_rma = str(tmp / 'wo_rma.py')
+    files = dict(
+        garbage='garbage',
+        truncated='truncated',
+        wo_rma_into_rma='wo_rma',
+        resnet18_into_rma='resnet18')
     cases = {case: (config, str(tmp / f'{name}.pth')) for case, name in files.items()}
-    cases['rma_into_wo_rma'] = (str(tmp / 'wo_rma.py'), cases['rma_into_wo_rma'][1])
-    return dict(cases, wo_rma_into_rma=(config, str(tmp / 'wo_rma.pth')))
+    return dict(
+        cases,
+        rma_into_wo_rma=(wo_rma, str(tmp / 'rma.pth')),
+        resnet18_into_wo_rma=(wo_rma, str(tmp / 'resnet18.pth')))
 
 
-@pytest.mark.parametrize('case,needle', [('garbage', 'not a PyTorch checkpoint'),
-                                         ('truncated', 'truncated or corrupt'),
-                                         ('rma_into_wo_rma', 'has 20 key(s) the model does not'),
-                                         ('wo_rma_into_rma', 'lacks 20 key(s) of the model')])
-def test_bad_checkpoints(checkpoints, scripts, tmp, capsys, case, needle):
+def resnet18_state_dict() -> dict:
+    """torchvision's ResNet-18 weights (random), or keys like them."""
+    try:
+        import torchvision
+    except ImportError:
+        names = ('conv1.weight', 'bn1.weight', 'layer1.0.conv1.weight', 'layer1.0.bn1.weight',
+                 'fc.weight', 'fc.bias')
+        return {name: torch.zeros(2) for name in names}
+    return torchvision.models.resnet18().state_dict()
+
+
+RMA_KEYS = 'Relative Mask Attention in block(s) 1, 2 ('
+FOREIGN = "of no MaskCLIP part (not a MaskCLIP checkpoint): 'bn1."
+
+
+@pytest.mark.parametrize(
+    'case,needles',
+    [('garbage', ['not a PyTorch checkpoint']), ('truncated', ['truncated or corrupt']),
+     ('rma_into_wo_rma', ['has 20 key(s) the model does not', f"20 of {RMA_KEYS}an RMA config's"]),
+     ('wo_rma_into_rma', ['lacks 20 key(s) of the model', f"20 of {RMA_KEYS}this RMA config's"]),
+     ('resnet18_into_rma', [f"of {RMA_KEYS}this RMA config's", FOREIGN, 'give a MaskCLIP']),
+     ('resnet18_into_wo_rma', ['key(s) the model does not have (', FOREIGN, 'give a MaskCLIP'])])
+def test_bad_checkpoints(checkpoints, scripts, tmp, capsys, case, needles):
+    """Each refused in one sentence naming the file, the mismatching keys
+    and the variant they belong to (RMA, or no MaskCLIP part at all)."""
     config, path = checkpoints[case]
     assert scripts['test'].main([config, path, '--work-dir', str(tmp / 'w')]) == 2
-    line = one_error_line(capsys, 'test.py', path, needle)
-    assert 'mask_attention.1.' in line or 'rma' not in case  # names mismatching keys
-    with pytest.raises(InvalidInputError, match=re.escape(needle)):
+    line = one_error_line(capsys, 'test.py', path, *needles)
+    assert 'mask_attention.1.' in line or 'rma_' not in case  # names mismatching keys
+    assert 'resnet' not in case or ('lacks' in line) == case.endswith('_into_rma')
+    with pytest.raises(InvalidInputError, match=re.escape(needles[-1])):
         MaskCLIPInferencer(config, weights=path, device='cpu')
 
 
@@ -421,3 +451,12 @@ def test_converters_name_bad_inputs(scripts, tmp, capsys):
     for name, argv in runs.items():
         assert scripts[name].main(argv) == 2
         one_error_line(capsys, f'{name}.py', missing)
+
+
+def test_mask_demo_prints_percent_and_says_when_nothing_is_drawn(mask_demo, capsys):
+    """The terminal reads like the picture (``cat 74.3%``) and says why a
+    picture is bare."""
+    assert mask_demo('--score-thr', '1.01') == 0
+    out = capsys.readouterr().out
+    assert re.search(r'mask +0: cat +100\.0%', out), out
+    assert 'nothing drawn: nothing above the score threshold 1.01' in out

@@ -64,3 +64,102 @@ def test_module_table_and_layout_name_existing_paths():
     top = set(re.findall(r'^  (\w+)/', layout, flags=re.M))  # mmmaskclip's subpackages
     sub = {f'models.{d}' for d in re.findall(r'^    (\w+)/', layout, flags=re.M)}  # models'
     assert top | sub == actual
+
+
+# ------------------------------------------------ what a new user runs first
+def code_blocks(language: str, text: str = None) -> list:
+    """The code blocks of ``language`` (```` ```bash ```` ...) in the README."""
+    return re.findall(rf'^ *```{language}\n(.*?)^ *```', text or readme(), flags=re.M | re.S)
+
+
+def section(title: str) -> str:
+    """The README from the heading ``title`` to the next heading of its level
+    or above."""
+    text = readme()
+    start = re.search(rf'^(#+) {re.escape(title)}\n', text, flags=re.M)
+    assert start, title
+    level = len(start.group(1))
+    rest = text[start.end():]
+    end = re.search(rf'^#{{1,{level}}} ', rest, flags=re.M)
+    return rest[:end.start()] if end else rest
+
+
+#: The section that installs into an environment of the user's own, where
+#: plain ``python``, ``pip`` and ``mim`` are that environment's.
+OWN_ENVIRONMENT = 'Installing on your own GPU machine'
+
+
+def test_one_interpreter_convention():
+    """Commands run the project's environment as ``.venv/bin/python`` (pip,
+    mim): the system's plain ``python`` has no mmengine. Only the section on
+    an environment of the user's own writes plain names."""
+    text = readme().replace(section(OWN_ENVIRONMENT), '')
+    bare = re.compile(r'(?:^|&&|;|`)\s*(python3?|pip3?|mim|pre-commit) ', flags=re.M)
+    for block in code_blocks('bash', text):
+        for line in block.splitlines():
+            assert not bare.search(line.split('#')[0]), line
+    prose = re.sub(r'^ *```.*?^ *```', '', text, flags=re.M | re.S)
+    assert not re.findall(r'`(?:python3?|pip3?|pre-commit) ', prose)
+    assert not re.findall(r'`mim (?:run|train|test|download|install) ', prose)
+    # the two set-up commands, and what CI runs verbatim
+    setup = code_blocks('bash', section('Set-up (two commands)'))[0].splitlines()
+    assert setup[0].startswith('bash tools/install.sh && .venv/bin/python tools/demo/')
+    assert setup[1] == '.venv/bin/python -m pytest tests'
+    with open(osp.join(REPO, '.ci', 'run'), encoding='utf-8') as f:
+        assert setup[1] in f.read()
+
+
+def offline_snippets() -> list:
+    """The README's Python snippets for a machine without GPU or network."""
+    snippets = [b for b in code_blocks('python') if "device='cpu'" in b]
+    assert len(snippets) == 2, 'the offline snippets of mask classification and segmentation'
+    return snippets
+
+
+#: The shipped config of the offline snippets.
+WO_RMA = 'configs/maskclip/maskclip-wo-rma_vit-l-14-336_coco-panoptic-val.py'
+
+
+def tiny_config(tmp) -> str:
+    """A config file in ``tmp`` (a ``pathlib.Path``): :data:`WO_RMA` with a
+    tiny CLIP whose weights file does not exist and the try-out's shrunk
+    Mask2Former (its checkpoint, the model zoo's URL, kept), so that the
+    snippets' offline switch is what lets them run."""
+    from conftest import load_script, tiny_clip_cfg
+    tool = load_script('tools/misc/make_synthetic_dataset.py')
+    detector = tmp / 'tiny_mask2former.py'
+    detector.write_text(tool.TINY_MASK2FORMER)
+    clip = dict(model_cfg=tiny_clip_cfg(), pretrained=str(tmp / 'no_such_clip_weights.bin'))
+    path = tmp / 'tiny_wo_rma.py'
+    path.write_text(f"_base_ = ['{osp.join(REPO, WO_RMA)}']\n"
+                    f'model = dict(clip=dict(_delete_=True, **{clip!r}),\n'
+                    f'             encoder_input_size=(64, 64),\n'
+                    f"             proposer=dict(detector='{detector}'))\n")
+    return str(path)
+
+
+def test_offline_python_snippets_run(tmp_path, monkeypatch):
+    """The offline snippets of 'Classify masks' and 'Segment images' run as
+    written, on the CPU with no network, with a tiny CLIP and proposer
+    swapped into their configs (``init_mask_classifier``'s default is
+    passed explicitly)."""
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    for name in ('demo', 'configs'):
+        (tmp_path / name).symlink_to(osp.join(REPO, name))
+    monkeypatch.chdir(tmp_path)  # outputs/ goes here
+    tiny = tiny_config(tmp_path)
+    classify, segment = offline_snippets()
+    assert "cfg_options={'model.clip.pretrained': None}" in classify
+    assert 'random_weights=True' in segment and WO_RMA in segment
+    classify = classify.replace('init_mask_classifier(device=',
+                                f'init_mask_classifier({tiny!r}, device=')
+    segment = segment.replace(WO_RMA, tiny)
+    namespace = {}
+    exec(compile(classify, 'README: classify masks offline', 'exec'), namespace)
+    result = namespace['result']
+    assert result.probs.shape == (7, 7)  # the scene's 7 masks, 7 names
+    namespace = {}
+    exec(compile(segment, 'README: segment images offline', 'exec'), namespace)
+    sample = namespace['out']['predictions'][0]
+    assert sample.pred_panoptic_seg.sem_seg.shape[-2:] == (240, 320)
+    assert (tmp_path / 'outputs' / 'vis' / 'scene.png').is_file()

@@ -9,6 +9,7 @@ Examples::
     python tools/test.py CONFIG CHECKPOINT --tta  # config's tta_model/pipeline
     python tools/test.py CONFIG CHECKPOINT --amp  # bfloat16 autocast
     python tools/test.py CONFIG CHECKPOINT --amp-dtype float16
+    python tools/test.py CONFIG none --random-weights --seed 0  # offline try-out
     mim test mmmaskclip CONFIG --checkpoint CHECKPOINT
     torchrun --nproc_per_node=8 tools/test.py CONFIG CHECKPOINT \
         --launcher pytorch
@@ -16,7 +17,11 @@ Examples::
 import argparse
 import os
 import sys
+import warnings
 from typing import List, Optional
+
+# setuptools' deprecation notice, printed by mmengine's and mmcv's imports on every run
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 # Only light imports here: ``--help`` and argument errors stay fast. torch,
 # mmdet and mmmaskclip are imported by ``main``.

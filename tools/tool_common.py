@@ -35,14 +35,50 @@ def add_common_args(parser: argparse.ArgumentParser, cfg_options_example: str) -
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or
     # --local_rank (older); torchrun sets LOCAL_RANK instead.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--random-weights',
+        action='store_true',
+        help='offline try-out: CLIP and the proposer keep random weights (model.clip.pretrained '
+        'and model.proposer.checkpoint set to None); runs without downloads, the numbers are '
+        'meaningless')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=None,
+        help='random seed (randomness.seed): the same seed gives the same random weights, '
+        'data order and augmentation')
+
+
+def use_random_weights(cfg: Config) -> None:
+    """Drop the pretrained weights of a MaskCLIP config, in place: CLIP's
+    ``model.clip.pretrained`` and the proposer's ``model.proposer.checkpoint``
+    become None (random initialisation, no download), as the demos'
+    ``--random-weights`` does.
+
+    Raises:
+        ToolError: if the config's model has no CLIP (not a MaskCLIP config).
+    """
+    model = cfg.get('model', None) or {}
+    if not isinstance(model.get('clip', None), dict):
+        raise ToolError('--random-weights replaces the CLIP and proposer weights of a MaskCLIP '
+                        'config, but this config has no model.clip')
+    model.clip.pretrained = None
+    proposer = model.get('proposer', None)
+    if isinstance(proposer, dict) and 'checkpoint' in proposer:
+        proposer.checkpoint = None
 
 
 def merge_common_args(cfg: Config, args: argparse.Namespace) -> None:
-    """Launcher, ``--cfg-options`` and the work directory (command line, then
-    the config, then ``./work_dirs/<config name>``), in place."""
+    """Launcher, ``--cfg-options``, ``--random-weights`` (after the options:
+    they may swap the CLIP), ``--seed`` and the work directory (command line,
+    then the config, then ``./work_dirs/<config name>``), in place."""
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if getattr(args, 'random_weights', False):
+        use_random_weights(cfg)
+    if getattr(args, 'seed', None) is not None:
+        cfg.randomness = dict(cfg.get('randomness', None) or {}, seed=args.seed)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -147,24 +183,57 @@ def prepare(args: argparse.Namespace, tool_file: str, files: Iterable[Tuple[str,
     else:
         setup_cache_size_limit_of_dynamo()
     try:
-        return load_cfg(args, merge_args)
+        cfg = load_cfg(args, merge_args)
     except ToolError as err:
         print(f'{prog}: error: {err}', file=sys.stderr)
         return 2
+    if getattr(args, 'random_weights', False):
+        seed = 'a random seed' if args.seed is None else f'seed {args.seed}'
+        print(
+            f'{prog}: note: --random-weights: CLIP and the proposer are initialised at random '
+            f'({seed}); the predictions and metrics are meaningless.',
+            file=sys.stderr)
+    return cfg
 
 
 def build_runner(cfg: Config):
     """The runner of ``cfg`` (``runner_type`` if set, else mmengine's); model
     settings that would fail only at the first image (e.g. an
     ``encoder_input_size`` that is no multiple of CLIP's patch) raise one
-    sentence now."""
+    sentence now.
+
+    mmengine's ``Runner`` logs the environment and the whole config (~400
+    lines) before it builds the model; here they are logged once the runner
+    is built, so that a model that cannot be built (CLIP weights missing
+    offline, a bad checkpoint) ends with its one-line error alone.
+    """
     from mmengine.registry import RUNNERS, init_default_scope
     from mmengine.runner import Runner
 
     from mmmaskclip.apis.model_checks import check_model_settings
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    if 'runner_type' in cfg:  # e.g. FlexibleRunner: it builds the model later anyway
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = _build_logging_env_last(Runner, cfg)
     check_model_settings(runner.model)
+    return runner
+
+
+def _build_logging_env_last(runner_cls: type, cfg: Config):
+    """``runner_cls.from_cfg(cfg)`` with its environment and config log
+    (``_log_env``) written after the constructor, not before the model."""
+    deferred = []
+
+    class EnvLoggedLast(runner_cls):
+
+        def _log_env(self, *args, **kwargs) -> None:
+            deferred.append((args, kwargs))
+
+    runner = EnvLoggedLast.from_cfg(cfg)
+    runner.__class__ = runner_cls  # the runner as mmengine builds it
+    for args, kwargs in deferred:
+        runner._log_env(*args, **kwargs)
     return runner
 
 

@@ -7,6 +7,7 @@ Examples::
     python tools/train.py CONFIG --resume             # latest in work_dir
     python tools/train.py CONFIG --resume CHECKPOINT  # that checkpoint
     python tools/train.py CONFIG --cfg-options train_cfg.max_iters=10
+    python tools/train.py CONFIG --random-weights --seed 0  # offline: random CLIP, proposer
     mim train mmmaskclip CONFIG
     torchrun --nproc_per_node=8 tools/train.py CONFIG --launcher pytorch
 
@@ -17,7 +18,11 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 from typing import List, Optional
+
+# setuptools' deprecation notice, printed by mmengine's and mmcv's imports on every run
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 # Only light imports here: ``--help`` and argument errors stay fast (mim
 # runs ``train.py -h`` before every training). torch, mmdet and mmmaskclip

@@ -95,7 +95,9 @@ def inference_config(config: str,
         cfg.model.clip.pretrained = None
         if 'checkpoint' in cfg.model.proposer:
             cfg.model.proposer.checkpoint = None
-    post = cfg.model.setdefault('post_processor', dict(type='UniversalPostProcessor'))
+    if 'post_processor' not in cfg.model:  # Config.setdefault would hand back a copy
+        cfg.model.post_processor = dict(type='UniversalPostProcessor')
+    post = cfg.model.post_processor
     post.update({f'{t}_on': t in tasks for t in ('panoptic', 'semantic', 'instance')})
     if semantic_void_label is not None:
         post.update(semantic_void_label=semantic_void_label)

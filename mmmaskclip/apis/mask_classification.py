@@ -10,10 +10,17 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 
 from ..models.utils import first_occurrences, parse_class_names
-from ..utils import InvalidInputError, check_device, check_file, read_image
+from ..utils import InvalidInputError, check_device, read_image
 from ..utils.config import load_config
+from ..utils.input_checks import check_channel_order, warn_unusual_image_size
 from .inference_pipeline import check_image_size, inference_pipeline
+from .mask_inputs import load_mask_logits, load_masks, mask_logits_tensor, warn_empty_masks
 from .model_checks import build_model, load_weights
+
+__all__ = [
+    'MaskClassification', 'DEFAULT_CONFIG', 'init_mask_classifier', 'load_image', 'load_masks',
+    'load_mask_logits', 'check_class_names', 'classify_masks'
+]
 
 ImageType = Union[str, np.ndarray]
 
@@ -91,76 +98,34 @@ def init_mask_classifier(config: Union[str, Config] = DEFAULT_CONFIG,
     return model.to(device).eval()
 
 
-def load_image(image: ImageType) -> np.ndarray:
+def load_image(image: ImageType, channel_order: str = 'bgr') -> np.ndarray:
     """An image path or array -> RGB uint8 ``(H, W, 3)``.
 
     Files are read as the test pipeline reads them (see
     :func:`~mmmaskclip.utils.read_image`: any grayscale, RGBA, 16-bit,
-    palette or CMYK file, the EXIF orientation applied).
+    palette or CMYK file, the EXIF orientation applied); ``channel_order``
+    does not apply to them.
+
+    Args:
+        image (str | np.ndarray): a path, or a uint8 ``(H, W, 3)`` array.
+        channel_order (str): the order of an array's channels: ``'bgr'``
+            (default: mmdet's and OpenCV's convention, ``cv2.imread`` arrays
+            work as they are) or ``'rgb'`` (PIL, matplotlib).
 
     Raises:
         InvalidInputError: naming the file (missing, empty, not an image,
-            truncated) or the array's wrong shape or dtype.
+            truncated), the array's wrong shape or dtype, or an unknown
+            ``channel_order``.
     """
+    check_channel_order(channel_order)
     if isinstance(image, str):
         return read_image(image, channel_order='rgb')
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or not image.size:
-        raise InvalidInputError('Image arrays must be RGB uint8 (H, W, 3) with H, W >= 1, got '
-                                f'{image.dtype} {image.shape}: convert it, e.g. with '
-                                "mmcv.imread(path, channel_order='rgb').")
-    return image
-
-
-def _read_mask_file(path: str) -> np.ndarray:
-    """The array of a masks file: ``.npy``/``.npz`` (its first array), else a
-    label-map image (a COCO-panoptic RGB PNG as ids ``R + 256 G + 256² B``)."""
-    check_file(path, 'masks file')
-    if not path.endswith(('.npy', '.npz')):
-        label = read_image(path, flag='unchanged', channel_order='rgb', what='masks file')
-        if label.ndim == 3:
-            label = label[..., :3].astype(np.int64)
-            label = label[..., 0] + 256 * label[..., 1] + 65536 * label[..., 2]
-        ids = [i for i in np.unique(label) if i != 0]
-        return np.stack([label == i for i in ids]) if ids else np.zeros(
-            (0, *label.shape), dtype=bool)
-    try:
-        data = np.load(path)
-        arr = data[data.files[0]] if isinstance(data, np.lib.npyio.NpzFile) else data
-    except Exception as err:  # noqa: B902  (garbage, pickled objects, no array)
-        raise InvalidInputError(f'masks file {path} holds no readable array ({type(err).__name__}: '
-                                f'{str(err)[:80]}): save the masks with np.save or '
-                                'np.savez.') from err
-    return arr
-
-
-def load_masks(masks: Union[str, np.ndarray, torch.Tensor]) -> np.ndarray:
-    """Masks from a file or array -> bool ``(M, H, W)``.
-
-    Files: a ``.npy``/``.npz`` of ``(M, H, W)`` masks or logits (> 0 is
-    inside), or a label-map image (PNG, 8- or 16-bit) where every value
-    except 0 is one mask (0 = unlabelled); a COCO-panoptic RGB PNG is read as
-    ids ``R + 256 G + 256² B``. Masks of any resolution are resized to the
-    image by :func:`classify_masks`; zero masks give zero rows.
-
-    Raises:
-        InvalidInputError: naming the bad input: a missing or unreadable
-            file, a shape other than ``(M, H, W)`` with ``H, W >= 1``, a
-            non-numeric dtype, or NaN or infinite logits.
-    """
-    arr = _read_mask_file(masks) if isinstance(masks, str) else masks
-    arr = arr.detach().cpu().numpy() if isinstance(arr, torch.Tensor) else np.asarray(arr)
-    what = f'masks file {masks}' if isinstance(masks, str) else 'masks'
-    if arr.ndim != 3 or not all(arr.shape[1:]):
-        raise InvalidInputError(f'{what} must be (M, H, W) with H, W >= 1, got shape {arr.shape}'
-                                ': stack the masks along a first axis (one mask: masks[None]).')
-    if arr.dtype != bool and arr.dtype.kind not in 'iuf':
-        raise InvalidInputError(f'{what} must be booleans, 0/1 or logits, got dtype {arr.dtype}.')
-    if arr.dtype.kind == 'f' and not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise InvalidInputError(f'{what} hold {bad} NaN or infinite value(s): give finite '
-                                'logits (> 0 is inside) or booleans.')
-    return arr > 0 if arr.dtype != bool else arr
+        raise InvalidInputError('Image arrays must be uint8 (H, W, 3) with H, W >= 1 (BGR, or RGB '
+                                f"with channel_order='rgb'), got {image.dtype} {image.shape}: "
+                                'convert it, e.g. read it with cv2.imread(path).')
+    return np.ascontiguousarray(image[..., ::-1]) if channel_order == 'bgr' else image
 
 
 def check_class_names(class_names: Sequence[str]) -> List[str]:
@@ -183,18 +148,30 @@ def classify_masks(model: torch.nn.Module,
                    image: ImageType,
                    masks: Union[str, np.ndarray, torch.Tensor],
                    class_names: Sequence[str],
-                   dtype: Optional[str] = None) -> MaskClassification:
+                   dtype: Optional[str] = None,
+                   mask_type: str = 'auto',
+                   channel_order: str = 'bgr') -> MaskClassification:
     """Classify the masks of one image against ``class_names``.
 
     The image goes through the model's own test pipeline and data
     preprocessor, exactly as ``tools/test.py`` and the inferencer feed it.
 
+    Warnings (``InputWarning``, one sentence each, the result is kept): an
+    image smaller than a CLIP patch, or one beyond 10:1 that the model
+    squashes to its ``encoder_input_size`` (the remedy:
+    ``cfg_options={'model.encoder_input_size': None}``, see
+    :func:`~mmmaskclip.utils.input_checks.warn_unusual_image_size`); empty
+    masks, named (their scores are still reported, their labels mean
+    nothing); mask values that contradict ``mask_type`` (e.g. logits with no
+    negative value: every pixel would be inside).
+
     Args:
         model (nn.Module): from :func:`init_mask_classifier`.
-        image (str | np.ndarray): path, or RGB uint8 ``(H, W, 3)``.
+        image (str | np.ndarray): a path, or a uint8 ``(H, W, 3)`` array in
+            ``channel_order``.
         masks (str | np.ndarray | Tensor): ``(M, H', W')`` masks of the
-            whole image (any resolution; bool, 0/1 or logits) or a file, see
-            :func:`load_masks`.
+            whole image (any resolution) or a file; their values are read
+            by ``mask_type``, see :func:`load_mask_logits`.
         class_names (Sequence[str]): the vocabulary; commas join synonyms.
             A name equal to an earlier one up to case and whitespace is
             dropped with an ``InputWarning`` (the first is kept, see
@@ -203,6 +180,15 @@ def classify_masks(model: torch.nn.Module,
         dtype (str, optional): ``'bfloat16'`` or ``'float16'`` runs the model
             under ``torch.autocast`` (mixed precision, the weights stay
             float32); None (or ``'float32'``) runs in float32.
+        mask_type (str): how mask values are read: ``'binary'`` (non-zero is
+            inside), ``'prob'`` (probabilities, inside where ``>= 0.5``),
+            ``'logit'`` (inside where ``>= 0``) or ``'auto'`` (default:
+            booleans, integers and 0/1 floats are binary, other floats in
+            [0, 1] probabilities, any other floats logits).
+        channel_order (str): the channel order of an image array: ``'bgr'``
+            (default, mmdet's and OpenCV's convention: ``cv2.imread`` arrays
+            work as they are) or ``'rgb'`` (PIL, matplotlib). Files are read
+            as they are, whatever it says.
 
     Returns:
         MaskClassification: per-mask probabilities, labels and scores, and
@@ -212,8 +198,9 @@ def classify_masks(model: torch.nn.Module,
         ValueError: for an unknown ``dtype``; ``UnsupportedAutocastError``
             (a ``ValueError``) if torch cannot autocast to it on the model's
             device; an empty vocabulary or name; ``InvalidInputError`` for an
-            unreadable image or masks (see :func:`load_image`,
-            :func:`load_masks`). All before the model runs.
+            unreadable image or masks, an unknown ``mask_type`` or
+            ``channel_order`` (see :func:`load_image`,
+            :func:`load_mask_logits`). All before the model runs.
     """
     from mmengine.dataset import Compose, pseudo_collate
     from mmengine.structures import InstanceData
@@ -227,13 +214,18 @@ def classify_masks(model: torch.nn.Module,
     device_type = model_device_type(model)
     if autocast_dtype is not None:
         check_autocast(device_type, autocast_dtype)
-    rgb = load_image(image)
-    binary = load_masks(masks)
+    rgb = load_image(image, channel_order)
+    logits = mask_logits_tensor(masks, mask_type)
+    name = f'image {image}' if isinstance(image, str) else 'the image array'
     transforms = inference_pipeline(model.cfg)
     check_image_size(transforms, rgb.shape, image if isinstance(image, str) else 'array')
+    encoder = getattr(model, 'visual_encoder', None)
+    warn_unusual_image_size(*rgb.shape[:2], getattr(encoder, 'patch_size', 14),
+                            getattr(model, 'encoder_input_size', None), name)
+    warn_empty_masks(logits)
     data = Compose(transforms)(
         dict(img=np.ascontiguousarray(rgb[..., ::-1]), img_id=0, text=class_names))
-    data['data_samples'].proposals = InstanceData(masks=torch.from_numpy(binary))
+    data['data_samples'].proposals = InstanceData(masks=logits)
     autocast = contextlib.nullcontext() if autocast_dtype is None else torch.autocast(
         device_type, dtype=autocast_dtype)
     with autocast:

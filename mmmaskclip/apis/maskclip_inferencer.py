@@ -16,11 +16,15 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 
 from ..engine.loops import autocast_dtype, check_autocast, model_device_type
-from ..utils import InputWarning, InvalidInputError, check_device, read_image
+from ..models.post_processing.universal import INSTANCE_OFFSET
+from ..utils import InputWarning, InvalidInputError, check_device
 from ..utils.config import load_config
-from .drawing import MAX_DRAWING_SIDE, drawing_image, drawing_prediction
+from ..utils.input_checks import check_channel_order
+from .drawing import (MAX_DRAWING_SIDE, LabelledVisualizer, check_font, drawing_image,
+                      drawing_prediction, empty_drawing_message)
 from .export import export_prediction
-from .inference_pipeline import check_image_size, inference_pipeline
+from .image_loader import ImageFileLoader
+from .inference_pipeline import inference_pipeline
 from .model_checks import build_model, load_weights
 from .video import is_video, segment_video
 from .vocabularies import per_image_vocabularies
@@ -29,39 +33,10 @@ from .vocabularies import per_image_vocabularies
 TASK_FIELDS = dict(panoptic='pred_panoptic_seg', semantic='pred_sem_seg', instance='pred_instances')
 
 
-class ImageFileLoader:
-    """mmdet's ``InferencerLoader`` whose image files are read by
-    :func:`~mmmaskclip.utils.read_image` (as ``LoadImageFromFile`` reads
-    them, but an unreadable file raises one sentence naming it).
-
-    Images that the pipeline's resize would shrink to nothing are refused
-    too (see :func:`~mmmaskclip.apis.inference_pipeline.check_image_size`).
-
-    Args:
-        loader (callable): mmdet's loader, for arrays and the image meta.
-        pipeline (list[dict]): the configs of the pipeline's transforms.
-    """
-
-    def __init__(self, loader, pipeline: Sequence[dict]) -> None:
-        self.loader = loader
-        self.pipeline = pipeline
-
-    def __call__(self, results):
-        if isinstance(results, str):
-            results = dict(img_path=results)
-        path = results.get('img_path') if isinstance(results, dict) else None
-        if path is not None and 'img' not in results:
-            loaded = self.loader(dict(results, img=read_image(path, channel_order='bgr')))
-            loaded['img_path'] = path
-        else:
-            loaded = self.loader(results)
-        check_image_size(self.pipeline, loaded['img'].shape, path or 'array')
-        return loaded
-
-
 class MaskCLIPInferencer(DetInferencer):
     """Segment images for any vocabulary: proposals -> MaskCLIP -> semantic,
-    instance and panoptic results, drawn by mmdet's ``DetLocalVisualizer``.
+    instance and panoptic results, drawn by mmdet's ``DetLocalVisualizer``
+    (in mmmaskclip's style: :class:`~mmmaskclip.apis.drawing.LabelledVisualizer`).
 
     Example:
         >>> inferencer = MaskCLIPInferencer(
@@ -87,6 +62,19 @@ class MaskCLIPInferencer(DetInferencer):
             pixel: 1.3 GB for a 12-megapixel photo); predictions and saved
             masks keep the image's size. None draws at full size. Default
             2048.
+        channel_order (str): the channel order of image arrays given to the
+            inferencer: ``'bgr'`` (OpenCV's and mmdet's, e.g.
+            ``mmcv.imread``) or ``'rgb'`` (PIL's, matplotlib's); files are
+            read right either way, and drawings are RGB. Default ``'bgr'``.
+        font_path (str, optional): a font file for the drawn names, for
+            scripts matplotlib's default font lacks (CJK, Arabic, ...), e.g.
+            ``/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc`` after
+            ``apt-get install fonts-noto-cjk``. Default None.
+
+    Attributes:
+        empty_drawings (list[str]): ``'<image>: <why>'`` for each drawing of
+            the last call that showed nothing (also written on the drawing;
+            see :func:`~mmmaskclip.apis.drawing.empty_drawing_message`).
     """
 
     def __init__(self,
@@ -96,10 +84,16 @@ class MaskCLIPInferencer(DetInferencer):
                  palette: str = 'random',
                  show_progress: bool = True,
                  dtype: Optional[str] = None,
-                 max_drawing_side: Optional[int] = MAX_DRAWING_SIDE) -> None:
+                 max_drawing_side: Optional[int] = MAX_DRAWING_SIDE,
+                 channel_order: str = 'bgr',
+                 font_path: Optional[str] = None) -> None:
         import mmmaskclip  # noqa: F401  (registers the modules)
         self.dtype = autocast_dtype(dtype)
         self.max_drawing_side = max_drawing_side
+        self.channel_order = check_channel_order(channel_order)
+        self.font_path = check_font(font_path)  # before the model is built
+        self.empty_drawings = []
+        self._keep_notes = False
         check_device(device)
         if isinstance(model, str):
             model = load_config(model)
@@ -147,8 +141,19 @@ class MaskCLIPInferencer(DetInferencer):
         transforms = inference_pipeline(cfg, loader=None)
         cfg.test_dataloader.dataset.pipeline = transforms
         pipeline = super()._init_pipeline(cfg)
-        pipeline.transforms[0] = ImageFileLoader(pipeline.transforms[0], transforms)
+        pipeline.transforms[0] = ImageFileLoader(pipeline.transforms[0], transforms, self)
         return pipeline
+
+    def _init_visualizer(self, cfg):
+        """The config's ``DetLocalVisualizer`` (the default) as a
+        :class:`~mmmaskclip.apis.drawing.LabelledVisualizer` in
+        ``font_path``; another visualiser type as mmengine builds it."""
+        kwargs = dict(cfg.get('visualizer') or dict(type='DetLocalVisualizer'))
+        if str(kwargs.pop('type')).split('.')[-1] != 'DetLocalVisualizer':
+            return super()._init_visualizer(copy.deepcopy(cfg))
+        kwargs.pop('_scope_', None)  # a registry key, not an argument
+        kwargs['name'] = f"{kwargs.get('name', 'visualizer')}-{id(self)}"  # not shared
+        return LabelledVisualizer(**kwargs, font_path=self.font_path)
 
     def _get_chunk_data(self, inputs, chunk_size: int):
         """Batches of ``(input, data)``; among several inputs an unreadable
@@ -181,7 +186,9 @@ class MaskCLIPInferencer(DetInferencer):
                   img_out_dir: str = '',
                   **kwargs):
         """Draw with mmdet's visualiser, at most ``max_drawing_side`` pixels
-        on the long side (see :mod:`~mmmaskclip.apis.drawing`).
+        on the long side (see :mod:`~mmmaskclip.apis.drawing`), arrays in
+        true colours (read in ``channel_order``); a drawing that shows nothing
+        says why in its corner, and in :attr:`empty_drawings`.
 
         Args:
             tasks (Sequence[str], optional): ``'panoptic'``, ``'semantic'``
@@ -206,7 +213,9 @@ class MaskCLIPInferencer(DetInferencer):
                 osp.basename(single)
                 if isinstance(single, str) else f'{self.num_visualized_imgs + len(names):08d}.jpg')
         self.num_visualized_imgs += sum(not isinstance(i, str) for i in inputs)
-        images = [drawing_image(single, self.max_drawing_side) for single in inputs]
+        images = [
+            drawing_image(single, self.max_drawing_side, self.channel_order) for single in inputs
+        ]
         score_thr = kwargs.get('pred_score_thr', 0.3)
         small = [drawing_prediction(p, i.shape[:2], score_thr) for p, i in zip(preds, images)]
         views = []
@@ -217,32 +226,44 @@ class MaskCLIPInferencer(DetInferencer):
                 for view, pred in zip(only, small):
                     if TASK_FIELDS[task] in pred:
                         view.set_field(pred.get(TASK_FIELDS[task]), TASK_FIELDS[task])
-            views.append(self._draw(images, only, **kwargs))
+            where = [f'{name} ({task})' if task else name for name in names]
+            views.append(self._draw(images, only, where, **kwargs))
         drawings = [np.concatenate(parts, axis=1) for parts in zip(*views)]
         if img_out_dir:
             for name, drawing in zip(names, drawings):
                 mmcv.imwrite(drawing[..., ::-1], osp.join(img_out_dir, 'vis', name))
         return drawings if return_vis else None
 
-    def _draw(self, images, preds, **kwargs):
-        """mmdet's drawing of RGB ``images``, returned, not saved; an empty
-        panoptic result (all VOID, which mmdet cannot draw) leaves the image
-        bare."""
+    def _draw(self, images, preds, names, **kwargs):
+        """mmdet's drawing of RGB ``images``, returned, not saved; a drawing
+        that shows nothing (e.g. an empty panoptic result: all VOID, which
+        mmdet cannot draw) gets :func:`empty_drawing_message` written on it
+        and noted in :attr:`empty_drawings` under its ``names`` entry."""
         void = len(self.visualizer.dataset_meta['classes'])
+        mask_thr = getattr(getattr(self.model, 'post_processor', None), 'object_mask_thr', None)
+        messages = [
+            empty_drawing_message(p, void, kwargs.get('pred_score_thr', 0.3), mask_thr)
+            for p in preds
+        ]
         hidden = []
         for pred in preds:
             pan = pred.get('pred_panoptic_seg')
-            if pan is not None and bool((pan.sem_seg == void).all()):
+            if pan is not None and bool((pan.sem_seg % INSTANCE_OFFSET == void).all()):
                 hidden.append((pred, pan))
                 del pred.pred_panoptic_seg
         count = self.num_visualized_imgs
         try:
-            return super().visualize(
+            drawings = super().visualize(
                 images, preds, return_vis=True, no_save_vis=True, img_out_dir='', **kwargs)
         finally:
             self.num_visualized_imgs = count
             for pred, pan in hidden:
                 pred.pred_panoptic_seg = pan
+        for k, (name, message) in enumerate(zip(names, messages)):
+            if message is not None:
+                self.empty_drawings.append(f'{name}: {message}')
+                drawings[k] = self.visualizer.draw_message(drawings[k], message)
+        return drawings
 
     def pred2dict(self, data_sample, pred_out_dir: str = '') -> dict:
         """A prediction as a json-serialisable dict named by the vocabulary
@@ -250,7 +271,7 @@ class MaskCLIPInferencer(DetInferencer):
         ``pred_out_dir``, also ``preds/{stem}.json``, ``{stem}_panoptic.png``
         and ``{stem}_semantic.png`` there (``stem``: the image's file name, or
         the running index of array inputs)."""
-        if 'img_path' in data_sample:
+        if data_sample.get('img_path'):  # None for an array input
             stem = osp.splitext(osp.basename(data_sample.img_path))[0]
         else:
             stem = str(self.num_predicted_imgs)
@@ -297,9 +318,16 @@ class MaskCLIPInferencer(DetInferencer):
                 ``InputWarning`` naming it and the others are segmented (the
                 predictions then hold fewer entries than the inputs).
         """
-        if is_video(inputs):
-            return segment_video(
-                self, inputs, texts=texts, stuff_texts=stuff_texts, vocab=vocab, **kwargs)
+        if is_video(inputs):  # decoded frames are BGR
+            self.empty_drawings, self._keep_notes = [], True
+            order, self.channel_order = self.channel_order, 'bgr'
+            try:
+                return segment_video(
+                    self, inputs, texts=texts, stuff_texts=stuff_texts, vocab=vocab, **kwargs)
+            finally:
+                self.channel_order, self._keep_notes = order, False
+        if not self._keep_notes:
+            self.empty_drawings = []
         listed = self._inputs_to_list(inputs)
         if isinstance(inputs, str) and not listed and osp.isdir(inputs):
             raise InvalidInputError(f'folder {inputs} holds no image file (mmdet reads '

@@ -14,6 +14,21 @@ from .input_checks import InvalidInputError, check_file, few, one_line
 _ZIP_MAGIC = b'PK\x03\x04'
 #: A key prefix that model wrappers (DDP, TTA) add and mmengine strips.
 _WRAPPER_PREFIX = re.compile(r'^module\.')
+#: Relative Mask Attention keys, ``visual_encoder.mask_attention.<block>.``.
+_RMA_KEY = re.compile(r'^visual_encoder\.mask_attention\.(\d+)\.')
+#: What other checkpoints' keys are, by prefix: the parts of MaskCLIP that
+#: its checkpoints leave out (``FROZEN_PREFIXES`` of
+#: ``mmmaskclip.models.detectors.maskclip``) and the models whose weights are
+#: given elsewhere in a config.
+KEY_SOURCES = (
+    (('proposer.', 'text_encoder.', 'visual_encoder.clip_visual.'),
+     "MaskCLIP's frozen parts (CLIP, the proposer), which load from the weights the config "
+     'names'),
+    (('visual.', 'transformer.', 'token_embedding.', 'positional_embedding', 'text_projection',
+      'logit_scale', 'ln_final.'), 'CLIP (CLIP weights: give them as model.clip.pretrained)'),
+    (('backbone.', 'neck.', 'panoptic_head.', 'panoptic_fusion_head.', 'rpn_head.', 'roi_head.'),
+     'an mmdet detector (proposer weights: give them as model.proposer.checkpoint)'),
+)
 
 
 def checkpoint_error(path: Any,
@@ -95,28 +110,70 @@ def key_mismatch(model, checkpoint: Any) -> Tuple[List[str], List[str]]:
     return sorted(expected - given), sorted(given - expected)
 
 
+def key_groups(keys: List[str], model_keys: bool) -> List[Tuple[str, List[str]]]:
+    """``keys`` grouped by the model variant or part they belong to.
+
+    Args:
+        keys (list[str]): mismatching keys.
+        model_keys (bool): they are the model's (missing from the
+            checkpoint): keys of no known part are "other MaskCLIP parts";
+            else "no MaskCLIP part (not a MaskCLIP checkpoint)".
+
+    Returns:
+        list[tuple[str, list[str]]]: ``(what, keys)``, e.g.
+        ``("Relative Mask Attention in block(s) 1, 2 (an RMA config's
+        checkpoint)", [...])`` (with ``model_keys``: "... (this RMA
+        config's layers)"), in order of first key.
+    """
+    groups = {}
+    rma_blocks = sorted({int(m.group(1)) for m in map(_RMA_KEY.match, keys) if m})
+    for key in keys:
+        if _RMA_KEY.match(key):
+            what = (
+                f'Relative Mask Attention in block(s) {", ".join(map(str, rma_blocks))} ' +
+                ("(this RMA config's layers)" if model_keys else "(an RMA config's checkpoint)"))
+        else:
+            what = next((w for prefixes, w in KEY_SOURCES if key.startswith(prefixes)),
+                        'other MaskCLIP parts'
+                        if model_keys else 'no MaskCLIP part (not a MaskCLIP checkpoint)')
+        groups.setdefault(what, []).append(key)
+    return list(groups.items())
+
+
 def check_checkpoint_fits(model, checkpoint: Any, path: str) -> None:
     """Refuse a checkpoint of another model or variant, e.g. a MaskCLIP
     checkpoint with Relative Mask Attention for a config without (which
-    would ignore its weights) or the reverse (which would leave RMA layers
-    random), instead of loading what matches and warning in the log.
+    would ignore its weights), the reverse (which would leave RMA layers
+    random), or a ResNet's, instead of loading what matches and warning in
+    the log.
 
     Raises:
-        InvalidInputError: naming the file, up to five mismatching keys of
-            each kind, and the fix.
+        InvalidInputError: naming the file, the mismatching keys of each
+            kind grouped by what they belong to (see :func:`key_groups`;
+            three of each group), and the fix.
     """
     missing, unexpected = key_mismatch(model, checkpoint)
     if not missing and not unexpected:
         return
+
+    def listed(keys: List[str], model_keys: bool) -> str:
+        return '; '.join(f'{len(group)} of {what}: {few(group, 3)}'
+                         for what, group in key_groups(keys, model_keys))
+
     parts = []
     if missing:
-        parts.append(f'lacks {len(missing)} key(s) of the model ({few(missing)})')
+        parts.append(f'lacks {len(missing)} key(s) of the model ({listed(missing, True)})')
     if unexpected:
-        parts.append(f'has {len(unexpected)} key(s) the model does not have ({few(unexpected)})')
+        parts.append(f'has {len(unexpected)} key(s) the model does not have '
+                     f'({listed(unexpected, False)})')
+    if any(not _RMA_KEY.match(key) for key in unexpected):
+        fix = ('give a MaskCLIP checkpoint saved by tools/train.py with this config (none for '
+               'a training-free config: MaskCLIP w/o RMA has no weights of its own)')
+    else:
+        fix = ('give the config it was trained with (an RMA checkpoint needs a config with the '
+               'same RMA layers and style) or a checkpoint of this config')
     raise InvalidInputError(
-        f'checkpoint {path} does not fit this config: it {" and ".join(parts)}; give the '
-        'config it was trained with (an RMA checkpoint needs a config with the same RMA '
-        'layers and style) or a checkpoint of this config.')
+        f'checkpoint {path} does not fit this config: it {" and ".join(parts)}; {fix}.')
 
 
 def load_checkpoint_file(path: str, model=None) -> Any:

@@ -11,7 +11,7 @@ import os.path as osp
 import re
 import sys
 import warnings
-from typing import Any, Callable, List, Optional, Type
+from typing import Any, Callable, List, Optional, Sequence, Type, Union
 
 import numpy as np
 
@@ -46,9 +46,9 @@ def one_line(text: Any) -> str:
     return ' '.join(str(text).split())
 
 
-def few(items: List[str], limit: int = 5) -> str:
-    """The first ``limit`` items, quoted, and how many more there are."""
-    shown = ', '.join(repr(i) for i in items[:limit])
+def few(items: Sequence[Any], limit: int = 5, quote: bool = True) -> str:
+    """The first ``limit`` items, quoted (``quote``), and how many more there are."""
+    shown = ', '.join(repr(i) if quote else str(i) for i in items[:limit])
     return shown + (f' and {len(items) - limit} more' if len(items) > limit else '')
 
 
@@ -120,6 +120,81 @@ def read_json(path: str, what: str = 'json file') -> Any:
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
         raise InvalidInputError(f'{what} {path} is not valid JSON ({one_line(err)[:80]}): '
                                 'download or regenerate it.') from err
+
+
+# ----------------------------------------------------------------- images
+#: The channel orders of image arrays: ``'bgr'`` (OpenCV's ``cv2.imread``,
+#: mmcv's and mmdet's convention, the default) or ``'rgb'`` (PIL, matplotlib).
+CHANNEL_ORDERS = ('bgr', 'rgb')
+
+
+def check_channel_order(channel_order: str) -> str:
+    """``channel_order`` if it is ``'bgr'`` or ``'rgb'``, else one sentence.
+
+    Raises:
+        InvalidInputError: any other value.
+    """
+    if channel_order not in CHANNEL_ORDERS:
+        raise InvalidInputError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}: "
+                                "arrays from cv2.imread are 'bgr', from PIL or matplotlib 'rgb'.")
+    return channel_order
+
+
+def warn_unusual_image_size(height: int,
+                            width: int,
+                            patch: Union[int, Sequence[int]],
+                            encoder_input_size: Optional[Sequence[int]],
+                            name: str = 'the image',
+                            max_aspect: float = 10.0) -> Optional[str]:
+    """Warn (one :class:`InputWarning`) about an image that CLIP sees badly.
+
+    Two cases, in one sentence when both hold:
+
+    - smaller than one CLIP patch (both sides, e.g. 1 x 1): CLIP sees less
+      than a patch of detail, whatever the test pipeline's resize does; the
+      remedy is a larger image.
+    - an aspect ratio beyond ``max_aspect``:1 (e.g. 10 x 4000) while the
+      model squashes its input to ``encoder_input_size`` (the authors'
+      336 x 336); the remedy is the aspect-preserving input mode,
+      ``cfg_options={'model.encoder_input_size': None}`` (command lines:
+      ``--cfg-options model.encoder_input_size=None``). With
+      ``encoder_input_size=None`` the aspect ratio is kept: no warning.
+
+    Args:
+        height (int): the image's height in pixels, as given (before the
+            test pipeline).
+        width (int): its width.
+        patch (int | Sequence[int]): CLIP's patch size, ``p`` or ``(ph, pw)``.
+        encoder_input_size (Sequence[int], optional): the model's
+            ``encoder_input_size`` ``(He, We)``; None keeps the aspect ratio.
+        name (str): the image in the sentence, e.g. ``'image a.png'``.
+        max_aspect (float): the largest aspect distortion without warning.
+
+    Returns:
+        str | None: the warning's sentence, or None when there is none.
+    """
+    ph, pw = (patch, patch) if isinstance(patch, int) else (int(patch[0]), int(patch[1]))
+    height, width = int(height), int(width)
+    problems = []
+    if height < ph and width < pw:
+        problems.append(f'smaller than one CLIP patch ({pw} x {ph}), so CLIP sees less than one '
+                        'patch of detail and its labels say little: give a larger image')
+    if encoder_input_size is not None and min(height, width) > 0:
+        enc_h, enc_w = int(encoder_input_size[0]), int(encoder_input_size[1])
+        distortion = (width / height) / (enc_w / enc_h)
+        distortion = max(distortion, 1 / distortion)
+        if distortion > max_aspect:
+            ratio = max(width, height) / min(width, height)
+            problems.append(
+                f'a {ratio:.0f}:1 aspect ratio that the model squashes to its {enc_w} x {enc_h} '
+                'encoder input: keep the aspect ratio with the aspect-preserving input mode, '
+                "cfg_options={'model.encoder_input_size': None} (--cfg-options "
+                'model.encoder_input_size=None)')
+    if not problems:
+        return None
+    message = f'{name} is {width} x {height} pixels, ' + '; and '.join(problems) + '.'
+    warnings.warn(message, InputWarning, stacklevel=2)
+    return message
 
 
 # ---------------------------------------------------------------- devices

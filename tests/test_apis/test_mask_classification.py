@@ -72,8 +72,10 @@ def test_classify_masks_and_draw(tiny_clip, tmp_path):
     assert result.mask_logits.shape == (2, 48, 80)
     assert np.array_equal(result.mask_logits > 0, load_masks(label_path))
     # the same masks given as an array at another resolution give the same result
+    # (PIL arrays are RGB; arrays are BGR by default)
     small = np.stack([label == 3, label == 9])[:, ::2, ::2]
-    again = classify_masks(model, np.asarray(Image.open(img_path)), small, VOCAB)
+    again = classify_masks(
+        model, np.asarray(Image.open(img_path)), small, VOCAB, channel_order='rgb')
     np.testing.assert_allclose(again.probs, result.probs, atol=1e-4)
     out = tmp_path / 'vis.png'
     drawn = draw_mask_classification(

@@ -346,3 +346,15 @@ def test_demo_cli_webcam_that_does_not_open(tiny_config, capsys):
     config, _ = tiny_config
     assert demo.main(['97', '--texts', 'rabbit', '--config', config, '--device', 'cpu']) == 2
     assert 'could not open camera 97' in capsys.readouterr().err
+
+
+def test_inference_config_switches_tasks_without_a_post_processor_entry(tiny_config):
+    """The tasks reach the model also when the config names no
+    ``post_processor`` (mmengine's ``Config.setdefault`` returns a copy)."""
+    from mmmaskclip.apis.inference_pipeline import inference_config
+    cfg = Config.fromfile(tiny_config[0])
+    cfg.model.pop('post_processor', None)
+    path = tiny_config[0].replace('.py', '_no_post.py')
+    cfg.dump(path)
+    post = inference_config(path, tasks=('semantic', )).model.post_processor
+    assert (post.semantic_on, post.panoptic_on, post.instance_on) == (True, False, False)

@@ -337,3 +337,53 @@ def test_test_progress_bar_hook(test_tool, config):
     assert [h['type'] for h in cfg.custom_hooks] == ['TestProgressBarHook']
     cfg = test_tool.build_cfg(test_tool.parse_args([config, 'none', '--no-progress']))
     assert not cfg.get('custom_hooks')
+
+
+MASKCLIP_CONFIG = """
+model = dict(
+    type='MaskCLIP',
+    clip=dict(name='ViT-L-14-336', pretrained='openai'),
+    proposer=dict(type='DetectorProposer', detector='d.py', checkpoint='https://x/m2f.pth'))
+randomness = dict(deterministic=False)
+"""
+
+
+@pytest.mark.parametrize('name', ['train', 'test'])
+def test_random_weights_and_seed(name, train_tool, test_tool, tmp_path):
+    """``--random-weights`` drops CLIP's and the proposer's pretrained
+    weights (after ``--cfg-options``), ``--seed`` sets ``randomness.seed``."""
+    tool = train_tool if name == 'train' else test_tool
+    path = tmp_path / 'maskclip.py'
+    path.write_text(MASKCLIP_CONFIG)
+    extra = [] if name == 'train' else ['none']
+    cfg = tool.build_cfg(tool.parse_args([str(path), *extra]))
+    assert cfg.model.clip.pretrained == 'openai' and 'seed' not in cfg.randomness
+    cfg = tool.build_cfg(
+        tool.parse_args([
+            str(path), *extra, '--random-weights', '--seed', '3', '--cfg-options',
+            'model.clip.pretrained=/some/file.bin'
+        ]))
+    assert cfg.model.clip.pretrained is None
+    assert cfg.model.proposer.checkpoint is None
+    assert cfg.randomness == dict(deterministic=False, seed=3)
+    # a proposer without weights (ground truth, precomputed) is left alone
+    path.write_text(MASKCLIP_CONFIG + "model.update(proposer=dict(type='GTMaskProposer'))\n")
+    cfg = tool.build_cfg(tool.parse_args([str(path), *extra, '--random-weights']))
+    assert cfg.model.proposer.to_dict() == dict(type='GTMaskProposer')
+
+
+@pytest.mark.parametrize('name', ['train', 'test'])
+def test_random_weights_needs_a_maskclip_config(name, config):
+    args = [config, '--random-weights'] if name == 'train' else [config, 'none', '--random-weights']
+    proc = _run(TOOLS[name], *args)
+    assert proc.returncode == 2, proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'{name}.py: error: --random-weights replaces the CLIP and proposer weights of a '
+        'MaskCLIP config, but this config has no model.clip')
+
+
+@pytest.mark.parametrize('name', ['train', 'test'])
+def test_help_lists_random_weights_and_seed(name):
+    proc = _run(TOOLS[name], '--help')
+    assert '--random-weights' in proc.stdout and '--seed' in proc.stdout

@@ -13,11 +13,15 @@ Examples::
     # a trained MaskCLIP
     python tools/demo/demo.py IMG --texts rabbit --config CFG --weights CKPT
     mim run mmmaskclip demo demo/scene.png --texts house --random-weights
+    # names in Chinese (or Japanese, Korean): a font with their glyphs
+    python tools/demo/demo.py IMG --texts 房子 树 \
+        --font /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 
 Drawings go to ``OUT_DIR/vis/`` (a video to ``OUT_DIR/vis/<name>.mp4``),
-saved masks to ``OUT_DIR/preds/``. ``--random-weights`` runs offline with
-random CLIP and proposer weights: the pipeline runs, the labels are
-meaningless.
+saved masks to ``OUT_DIR/preds/``; instance scores read ``name: 74.3%``, and
+a drawing that shows nothing says why on it (and here, in the summary).
+``--random-weights`` runs offline with random CLIP and proposer weights: the
+pipeline runs, the labels are meaningless.
 """
 import argparse
 import logging
@@ -92,6 +96,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--random-weights',
         action='store_true',
         help='random CLIP and proposer weights: runs offline, predictions are meaningless')
+    parser.add_argument(
+        '--font',
+        default=None,
+        help='a font file for the drawn names, for scripts the default font lacks (CJK, ...), '
+        'e.g. /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc (apt-get install '
+        'fonts-noto-cjk)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     return parser.parse_args(argv)
 
@@ -112,11 +122,13 @@ def build_inferencer(args):
     cfg = inference_config(args.config, args.cfg_options, args.random_weights,
                            TASKS if args.task == 'all' else (args.task, ),
                            255 if args.void_pixels else None)
-    return MaskCLIPInferencer(cfg, weights=args.weights, device=args.device, dtype=args.dtype)
+    return MaskCLIPInferencer(
+        cfg, weights=args.weights, device=args.device, dtype=args.dtype, font_path=args.font)
 
 
 def run_webcam(inferencer, index: int, vocabulary, tasks, args) -> int:
-    """Segment camera frames until the window gets 'q' or Esc."""
+    """Segment camera frames (BGR, the inferencer's default channel order)
+    until the window gets 'q' or Esc."""
     import cv2
 
     from mmmaskclip.utils import InvalidInputError
@@ -150,6 +162,7 @@ def check_arguments(args):
     """The vocabulary of ``args``; bad arguments raise one sentence (before
     any model is built)."""
     from mmmaskclip.apis import build_vocabulary
+    from mmmaskclip.apis.drawing import check_font
     from mmmaskclip.utils import InvalidInputError, MissingInputError
     try:
         vocabulary = build_vocabulary(args.vocab, args.texts, args.stuff_texts)
@@ -161,7 +174,17 @@ def check_arguments(args):
     if osp.exists(args.out_dir) and not osp.isdir(args.out_dir):
         raise InvalidInputError(f'--out-dir {args.out_dir} is a file: give a folder (created '
                                 'if missing).')
+    check_font(args.font)
     return vocabulary
+
+
+def print_empty_drawings(notes, limit: int = 5) -> None:
+    """Print the drawings that show nothing (``'<image>: <why>'``), the
+    first ``limit`` of them and how many more."""
+    for note in notes[:limit]:
+        print(f'nothing drawn on {note}')
+    if len(notes) > limit:
+        print(f'... and on {len(notes) - limit} more drawing(s)')
 
 
 def main(argv=None) -> int:
@@ -193,6 +216,7 @@ def segment(args) -> int:
     if not out['predictions']:
         raise InvalidInputError(f'no image of {args.inputs} could be read (see the warnings '
                                 'above): give PNG or JPEG files.')
+    print_empty_drawings(inferencer.empty_drawings)
     where = out.get('video') or osp.join(args.out_dir, 'vis')
     saved = f", masks in {osp.join(args.out_dir, 'preds')}" if args.save_masks else ''
     print(f"segmented {len(out['predictions'])} image(s) for {len(vocabulary.names)} classes; "

@@ -10,7 +10,12 @@ Example::
         --device cuda:0 --dtype bfloat16
 
 Masks come from a label-map PNG (every non-zero value is one mask), a
-COCO-panoptic PNG, or a ``.npy``/``.npz`` of ``(M, H, W)`` masks.
+COCO-panoptic PNG, or a ``.npy``/``.npz`` of ``(M, H, W)`` masks whose
+values ``--mask-type`` reads (see
+``mmmaskclip.apis.mask_inputs.load_mask_logits``): ``binary`` (non-zero is
+inside), ``prob`` (probabilities, inside where >= 0.5), ``logit`` (inside
+where >= 0) or ``auto`` (the default: booleans, integers and 0/1 floats are
+binary, other floats in [0, 1] probabilities, any other floats logits).
 """
 import argparse
 import os
@@ -32,6 +37,13 @@ def parse_args(argv=None):
         nargs='+',
         required=True,
         help='class names; commas inside one name join synonyms')
+    parser.add_argument(
+        '--mask-type',
+        choices=('auto', 'binary', 'prob', 'logit'),
+        default='auto',
+        help='how .npy/.npz mask values are read: binary (non-zero inside), prob (>= 0.5 '
+        'inside), logit (>= 0 inside); auto: bool/int/0-1 floats binary, other floats in '
+        '[0, 1] prob, other floats logit')
     parser.add_argument(
         '--config',
         default=DEFAULT_CONFIG,
@@ -56,6 +68,11 @@ def parse_args(argv=None):
         default='float32',
         help='mixed precision (torch.autocast) for the model; bfloat16 on recent GPUs and CPUs')
     parser.add_argument('--score-thr', type=float, default=0.0)
+    parser.add_argument(
+        '--font',
+        default=None,
+        help='a TrueType/OpenType font file for the drawn names (e.g. Noto Sans CJK for '
+        'Chinese or Japanese names)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -85,24 +102,38 @@ def output_file(out: str, image: str) -> str:
 def classify(args) -> int:
     """Classify and draw; bad input raises one sentence, checked before the
     model is built where it can be."""
+    import warnings
+
     from mmmaskclip.apis import (check_class_names, classify_masks, draw_mask_classification,
                                  init_mask_classifier, load_image, load_masks)
+    from mmmaskclip.apis.drawing import check_font, score_text
+    from mmmaskclip.apis.visualization import nothing_drawn_message
+    from mmmaskclip.utils import InputWarning
     out = output_file(args.out, args.image)
+    check_font(args.font)
     vocab = check_class_names(args.vocab)
     image = load_image(args.image)
-    masks = load_masks(args.masks)
+    with warnings.catch_warnings():  # checked here, warned once by classify_masks
+        warnings.simplefilter('ignore', InputWarning)
+        masks = load_masks(args.masks, args.mask_type)
     options = dict(args.cfg_options)
     if args.clip_weights:
         options['model.clip.pretrained'] = args.clip_weights
     if args.random_weights:
         options['model.clip.pretrained'] = None
     model = init_mask_classifier(args.config, device=args.device, cfg_options=options)
-    result = classify_masks(model, image, masks, vocab, dtype=args.dtype)
+    # the files again: classify_masks names them in its warnings
+    result = classify_masks(
+        model, args.image, args.masks, vocab, dtype=args.dtype, mask_type=args.mask_type)
     width = max(len(n) for n in result.class_names)
     for i, (name, score) in enumerate(zip(result.names(), result.scores)):
-        print(f'mask {i:3d}: {name:<{width}}  {score:.3f}')
+        print(f'mask {i:3d}: {name:<{width}}  {score_text(score)}')
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    draw_mask_classification(image, masks, result, out_file=out, score_thr=args.score_thr)
+    draw_mask_classification(
+        image, masks, result, out_file=out, score_thr=args.score_thr, font_path=args.font)
+    message = nothing_drawn_message(masks, result, args.score_thr)
+    if message:
+        print(f'nothing drawn: {message}')
     print(f'wrote {out}')
     return 0
 
