@@ -125,3 +125,28 @@ def no_registrations_left():
     yield
     left = registrations_by_tests() - before
     assert not left, f'the test left these registrations behind: {sorted(left)}'
+
+
+@pytest.fixture(autouse=True)
+def log_handlers_on_open_streams():
+    """Loggers made during an earlier test (mmengine's Runner makes one, and
+    ``print_log(logger='current')`` writes to the latest) may hold that
+    test's captured stream, closed since: point such handlers at the current
+    ``sys.stdout``, so that a later test sees log lines, not logging's
+    'I/O operation on closed file' tracebacks."""
+    import logging
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    try:
+        from mmengine.logging import MMLogger
+        loggers += list(MMLogger._instance_dict.values())
+    except ImportError:
+        pass
+    for logger in loggers:
+        for handler in logger.handlers:
+            stream = getattr(handler, 'stream', None)
+            if type(handler) is logging.StreamHandler and getattr(stream, 'closed', False):
+                handler.stream = sys.stdout  # (setStream would flush the closed one)
+    yield
