@@ -77,22 +77,20 @@ def run_script(args, shim_dir, **env) -> None:
     full_env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', **env)
     full_env['PYTHONPATH'] = os.pathsep.join([str(shim_dir), REPO] +
                                              [full_env.get('PYTHONPATH', '')])
-    proc = subprocess.run(
-        ['bash'] + [str(a) for a in args],
-        cwd=REPO,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=300)
-    assert proc.returncode == 0, proc.stdout[-6000:]
+    run_ok(['bash'] + [str(a) for a in args], full_env)
 
 
 def run_tool(name, args) -> None:
     """Run ``tools/<name>.py`` in one plain process."""
-    env = dict(os.environ, OMP_NUM_THREADS='1')
+    run_ok([sys.executable, osp.join(REPO, 'tools', f'{name}.py')] + [str(a) for a in args],
+           dict(os.environ, OMP_NUM_THREADS='1'))
+
+
+def run_ok(command, env) -> None:
+    """Run ``command`` in the repository; it must succeed (its output's end
+    is the failure message)."""
     proc = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', f'{name}.py')] + [str(a) for a in args],
+        command,
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
